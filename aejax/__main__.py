@@ -1,0 +1,3 @@
+from aejax.cli import main
+
+main()

@@ -1,0 +1,144 @@
+"""Typed schemas for the composed Hydra config, and its validation.
+
+``validate`` runs first in every job: it merges each config group into the schema of the
+option that was picked (an unknown key or a value of the wrong type fails here, naming the
+key), then checks ranges and choices. Nothing is compiled or written before it passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from aejax.errors import ConfigError
+
+LOGGER_MODES = ("auto", "online", "offline", "disabled")
+PROGRESS = ("auto", "on", "off")
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = 2
+    # Output activation applied to the decoder's logits: sigmoid for data in [0, 1],
+    # identity for real-valued data; "auto" picks from the dataset's range.
+    output: str = "auto"
+
+
+@dataclass
+class VariantConfig:
+    name: str = "vanilla"
+    recon: str = "mse"
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 100
+    batch_size: int = 128
+    eval_every: int = 1  # epochs
+    eval_batch_size: int = 1024
+    log_every: int = 0  # steps; 0 logs once per epoch
+    # False: the last partial batch of an epoch is kept (padded and masked), so every
+    # training example is seen once per epoch, as with PyTorch's DataLoader.
+    drop_last: bool = False
+    progress: str = "auto"  # auto: a bar only when stderr is a terminal
+
+
+@dataclass
+class LoggerConfig:
+    mode: str = "auto"
+    project: str = "aejax"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    name: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    job_type: str = "train"
+    init_timeout: float = 30.0  # seconds before an online init falls back to offline
+
+
+@dataclass
+class TopConfig:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    variant: VariantConfig = field(default_factory=VariantConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def _registries() -> dict[str, Any]:
+    # Imported here so that `aejax.config` stays importable without JAX.
+    from aejax.data import DATASETS
+    from aejax.models import DECODERS, ENCODERS
+    from aejax.training.optim import OPTIMIZERS
+
+    return {"encoder": ENCODERS, "decoder": DECODERS, "dataset": DATASETS, "optimizer": OPTIMIZERS}
+
+
+def _merge(schema: type, node: Any, prefix: str) -> DictConfig:
+    if not isinstance(node, (dict, DictConfig)):
+        raise ConfigError(prefix, f"expected a config group, got {node!r}")
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as e:
+        key = f"{prefix}.{e.full_key}" if getattr(e, "full_key", None) else prefix
+        msg = str(getattr(e, "msg", e)).splitlines()[0]
+        raise ConfigError(key, msg) from None
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Return a resolved, typed copy of ``cfg`` or raise ConfigError naming the bad key."""
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(str(getattr(e, "full_key", "config")), str(e).splitlines()[0]) from None
+    assert isinstance(raw, dict)
+    raw.pop("hydra", None)
+    registries = _registries()
+    known = set(TopConfig.__dataclass_fields__) | set(registries)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown top-level key; known keys: {', '.join(sorted(known))}")
+
+    top = _merge(TopConfig, {k: raw[k] for k in TopConfig.__dataclass_fields__ if k in raw}, "config")
+    out = {k: top[k] for k in TopConfig.__dataclass_fields__}
+    for group, registry in registries.items():
+        node = raw.get(group)
+        if not isinstance(node, dict) or "name" not in node:
+            raise ConfigError(f"{group}.name", f"pick a {group}, e.g. {group}={registry.names()[0]}")
+        out[group] = _merge(registry[node["name"]].schema, node, group)
+    out_cfg = OmegaConf.create(out)
+    OmegaConf.set_struct(out_cfg, True)
+    _check_values(out_cfg)
+    return out_cfg
+
+
+def _positive(cfg: DictConfig, *keys: str) -> None:
+    for key in keys:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value <= 0:
+            raise ConfigError(key, f"must be > 0, got {value}")
+
+
+def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_values(cfg: DictConfig) -> None:
+    from aejax.models.autoencoder import OUTPUTS
+    from aejax.variants.losses import RECON_LOSSES
+
+    _positive(cfg, "model.latent_dim", "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
+              "trainer.eval_batch_size", "optimizer.lr", "logger.init_timeout")
+    if cfg.trainer.log_every < 0:
+        raise ConfigError("trainer.log_every", f"must be >= 0 (0 logs once per epoch), got {cfg.trainer.log_every}")
+    _choice(cfg, "model.output", ("auto", *OUTPUTS))
+    _choice(cfg, "variant.recon", tuple(RECON_LOSSES))
+    _choice(cfg, "logger.mode", LOGGER_MODES)
+    _choice(cfg, "trainer.progress", PROGRESS)
+    if cfg.variant.name != "vanilla":
+        raise ConfigError("variant.name", f"unknown variant {cfg.variant.name!r}; known: vanilla")
+    if cfg.variant.recon == "bce" and cfg.model.output == "identity":
+        raise ConfigError("model.output", "variant.recon=bce needs a sigmoid output (set model.output=sigmoid or auto)")

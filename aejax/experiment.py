@@ -1,0 +1,62 @@
+"""One job: validate the config, load the data, train, track, summarise."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from aejax.config import validate
+from aejax.data import Dataset, load_dataset
+from aejax.errors import ConfigError
+from aejax.tracking import open_trackers
+
+log = logging.getLogger(__name__)
+
+
+def check_against_data(cfg: DictConfig, data: Dataset) -> None:
+    """Checks that need the dataset's size and range, still before anything is compiled."""
+    if cfg.trainer.batch_size > data.num_train:
+        raise ConfigError("trainer.batch_size",
+                          f"{cfg.trainer.batch_size} is larger than the {data.num_train} training examples of {data.name}")
+    if cfg.variant.recon == "bce" and not data.unit_range:
+        raise ConfigError("variant.recon", f"bce needs data in [0, 1]; {data.name} is real-valued (use mse)")
+    if cfg.model.output == "sigmoid" and not data.unit_range:
+        raise ConfigError("model.output", f"a sigmoid output cannot fit {data.name}, which is real-valued (use auto or identity)")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> float:
+    """Train the configured autoencoder; return the final validation loss (for sweepers)."""
+    cfg = validate(cfg)
+    data = load_dataset(cfg.dataset)
+    check_against_data(cfg, data)
+
+    from aejax.training.loop import fit  # JAX is imported only once the config is known good
+
+    trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg))
+    status = "failed"
+    try:
+        result = fit(cfg, data, trackers)
+        trackers.summary({**result.summary, "run_dir": str(run_dir)})
+        status = "finished"
+    finally:
+        trackers.finish(status)
+    _print_summary(cfg, data, result.summary, run_dir, trackers)
+    return result.summary["val/loss"]
+
+
+def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, trackers) -> None:
+    lines = [
+        f"aejax: {cfg.encoder.name}/{cfg.decoder.name} {cfg.variant.name} autoencoder, z={cfg.model.latent_dim}, "
+        f"on {data.name} ({data.num_train} train / {len(data.x_test)} test), seed {cfg.seed}",
+        f"  {s['epochs']} epochs, {s['steps']} steps in {s['train_time_s']:.2f} s "
+        f"({s['examples_per_s']:,.0f} examples/s) after {s['compile_time_s']:.2f} s compiling; {s['num_params']:,} parameters",
+        f"  train/loss {s['train/loss']:.5f}   val/loss {s['val/loss']:.5f}   "
+        f"(best {s['val/loss_best']:.5f} at epoch {s['val/loss_best_epoch']}; {cfg.variant.recon}, mean per value)",
+        f"  run dir: {run_dir}",
+    ]
+    for sink in trackers.sinks:
+        if hasattr(sink, "location"):
+            hint = f" (upload with `wandb sync {sink.location}`)" if sink.mode == "offline" else ""
+            lines.append(f"  W&B ({sink.mode}): {sink.location}{hint}")
+    print("\n".join(lines), flush=True)

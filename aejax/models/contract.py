@@ -1,0 +1,43 @@
+"""The contract between networks and the rest of aejax.
+
+An *encoder* maps a batch of examples ``[B, *example_shape]`` to features ``[B, encoder.features]``.
+A *decoder* maps codes ``[B, latent_dim]`` to logits ``[B, *example_shape]`` (before the output
+activation). The bottleneck itself, the linear map from features to the code, belongs to the
+``Autoencoder``, so any encoder pairs with any decoder, and variants that need a different
+bottleneck (a Gaussian head for a VAE) change it without touching the networks.
+
+Builders are registered as ``ENCODERS.register(name, schema)`` with the signature
+``build(cfg, example_shape, rngs) -> Encoder`` and
+``DECODERS.register(name, schema)`` with ``build(cfg, latent_dim, example_shape, encoder_cfg, rngs) -> Decoder``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from aejax.errors import ConfigError
+from aejax.registry import Registry
+
+ENCODERS: Registry[Callable[..., nnx.Module]] = Registry("encoder")
+DECODERS: Registry[Callable[..., nnx.Module]] = Registry("decoder")
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "elu": jax.nn.elu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "identity": lambda x: x,
+}
+
+
+def activation(name: str, key: str) -> Callable[[jax.Array], jax.Array]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ConfigError(key, f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}") from None

@@ -1,0 +1,42 @@
+"""One tracker interface; the training loop talks to it and never to a sink directly.
+
+A row is a flat dict of numbers with ``step`` (optimizer steps so far) and ``epoch``, and
+metric names such as ``train/loss`` and ``val/loss``: the same names in every sink.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Tracker(Protocol):
+    def log(self, row: dict[str, float]) -> None: ...
+
+    def summary(self, values: dict[str, Any]) -> None: ...
+
+    def finish(self, status: str) -> None:
+        """Close the sink; ``status`` is ``finished`` or ``failed``. Called on every exit path."""
+
+
+class Trackers:
+    """Fans every call out to several sinks."""
+
+    def __init__(self, sinks: list[Tracker]):
+        self.sinks = sinks
+
+    def log(self, row: dict[str, float]) -> None:
+        for sink in self.sinks:
+            sink.log(row)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.summary(values)
+
+    def finish(self, status: str) -> None:
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.finish(status)
+            except Exception as e:  # close the others before reporting
+                errors.append(e)
+        if errors:
+            raise errors[0]

@@ -1,0 +1,37 @@
+"""The run directory as a tracking sink: ``config.yaml``, ``metrics.jsonl``, ``summary.json``."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class LocalTracker:
+    def __init__(self, run_dir: Path, config: dict[str, Any]):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+        self._metrics = open(self.run_dir / "metrics.jsonl", "w")
+        self._summary: dict[str, Any] = {"status": "running"}
+        write_json_atomic(self.run_dir / "summary.json", self._summary)
+
+    def log(self, row: dict[str, float]) -> None:
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+
+    def summary(self, values: dict[str, Any]) -> None:
+        self._summary.update(values)
+        write_json_atomic(self.run_dir / "summary.json", self._summary)
+
+    def finish(self, status: str) -> None:
+        self._metrics.close()
+        self.summary({"status": status})

@@ -1,0 +1,66 @@
+"""Compiled whole-epoch functions: the data stays on device, an epoch is one ``lax.scan``."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from aejax.training.step import Objective, weighted_sums
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, drop_last: bool) -> int:
+    return num_examples // batch_size if drop_last else -(-num_examples // batch_size)
+
+
+def epoch_batches(key: jax.Array, num_examples: int, batch_size: int, drop_last: bool) -> tuple[jax.Array, jax.Array]:
+    """A fresh permutation cut into ``[steps, batch_size]`` indices and 0/1 weights.
+
+    Without ``drop_last`` the last batch is filled up with repeated indices of weight 0, so every
+    example counts exactly once per epoch and each step's loss is the mean over its real examples.
+    """
+    steps = steps_per_epoch(num_examples, batch_size, drop_last)
+    total = steps * batch_size
+    perm = jax.random.permutation(key, num_examples)
+    idx = jnp.concatenate([perm, perm[: max(total - num_examples, 0)]])[:total]
+    weights = (jnp.arange(total) < num_examples).astype(jnp.float32)
+    return idx.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
+
+def make_epoch_fn(train_step, batch_size: int, drop_last: bool):
+    """``epoch(state, x_train, key) -> (state, per-step metrics)``, jitted with the state donated."""
+
+    def epoch(state, x_train, key):
+        idx, weights = epoch_batches(key, x_train.shape[0], batch_size, drop_last)
+
+        def body(state, batch):
+            i, w = batch
+            return train_step(state, x_train[i], w)
+
+        return jax.lax.scan(body, state, (idx, weights))
+
+    return jax.jit(epoch, donate_argnums=0)
+
+
+def pad_to_chunks(x: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``x`` into ``[num_chunks, chunk, ...]`` with zero padding and 0/1 weights."""
+    chunk = min(chunk, len(x))
+    num = -(-len(x) // chunk)
+    padded = np.zeros((num * chunk, *x.shape[1:]), x.dtype)
+    padded[: len(x)] = x
+    weights = (np.arange(num * chunk) < len(x)).astype(np.float32)
+    return padded.reshape(num, chunk, *x.shape[1:]), weights.reshape(num, chunk)
+
+
+def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective):
+    """``evaluate(params, chunks, weights, key) -> mean of each term`` over a padded split."""
+
+    def evaluate(params, chunks, weights, key):
+        def chunk_sums(batch):
+            i, x, w = batch
+            return weighted_sums(graphdef, objective, params, x, w, jax.random.fold_in(key, i))
+
+        sums = jax.lax.map(chunk_sums, (jnp.arange(chunks.shape[0]), chunks, weights))
+        return {name: jnp.sum(total) / jnp.sum(weights) for name, total in sums.items()}
+
+    return jax.jit(evaluate)

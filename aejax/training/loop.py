@@ -1,0 +1,128 @@
+"""The training loop: from a validated config and a dataset to a trained state and a summary.
+
+Everything per step runs inside one compiled ``lax.scan`` per epoch; the host sees the
+per-step metrics once per epoch (a few floats), turns them into logged rows and evaluates the
+test split every ``trainer.eval_every`` epochs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from omegaconf import DictConfig
+
+from aejax.data import Dataset
+from aejax.models import build_autoencoder, resolve_output
+from aejax.tracking import Tracker, progress_bar
+from aejax.training.epoch import make_epoch_fn, make_eval_fn, pad_to_chunks, steps_per_epoch
+from aejax.training.optim import build_optimizer
+from aejax.training.state import TrainState, count_params, create_train_state
+from aejax.training.step import make_train_step
+from aejax.variants import build_objective
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    graphdef: nnx.GraphDef
+    state: TrainState
+    summary: dict[str, Any]
+
+
+class _TrainRows:
+    """Turns per-step metrics into one row per ``every`` steps: count-weighted means."""
+
+    def __init__(self, every: int, schedule):
+        self.every, self.schedule = every, schedule
+        self.sums: dict[str, float] = {}
+        self.count = 0.0
+
+    def add(self, metrics: dict[str, np.ndarray], first_step: int) -> dict[int, dict[str, float]]:
+        rows = {}
+        counts = metrics["count"]
+        for i in range(len(counts)):
+            for name, values in metrics.items():
+                if name != "count":
+                    self.sums[name] = self.sums.get(name, 0.0) + float(values[i]) * float(counts[i])
+            self.count += float(counts[i])
+            step = first_step + i
+            if step % self.every == 0:
+                rows[step] = {f"train/{k}": v / self.count for k, v in self.sums.items()}
+                rows[step]["train/lr"] = float(self.schedule(step - 1))
+                self.sums, self.count = {}, 0.0
+        return rows
+
+
+def _epoch_mean(metrics: dict[str, np.ndarray], name: str) -> float:
+    return float(np.sum(metrics[name] * metrics["count"]) / np.sum(metrics["count"]))
+
+
+def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
+    trainer = cfg.trainer
+    init_key, order_key, state_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
+    model = build_autoencoder(cfg, data.example_shape, resolve_output(cfg.model.output, data.unit_range), init_key)
+    steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
+    tx, schedule = build_optimizer(cfg.optimizer, steps * trainer.epochs)
+    graphdef, state = create_train_state(model, tx, state_key)
+    objective = build_objective(cfg.variant)
+
+    x_train = jax.device_put(data.x_train)
+    test_chunks, test_weights = (jax.device_put(a) for a in pad_to_chunks(data.x_test, trainer.eval_batch_size))
+    start = time.perf_counter()
+    run_epoch = make_epoch_fn(make_train_step(graphdef, objective, tx), trainer.batch_size, trainer.drop_last)
+    run_epoch = run_epoch.lower(state, x_train, order_key).compile()
+    evaluate = make_eval_fn(graphdef, objective).lower(state.params, test_chunks, test_weights, eval_key).compile()
+    compile_s = time.perf_counter() - start
+
+    def validation(params) -> dict[str, float]:
+        values = jax.device_get(evaluate(params, test_chunks, test_weights, eval_key))
+        return {f"val/{name}": float(v) for name, v in values.items()}
+
+    val = validation(state.params)
+    tracker.log({"step": 0, "epoch": 0, **val})
+    best, best_epoch = val["val/loss"], 0
+    train_rows = _TrainRows(trainer.log_every or steps, schedule)
+    report_every = max(1, trainer.epochs // 10)
+    bar = progress_bar(trainer.epochs, trainer.progress, f"{cfg.variant.name} z={cfg.model.latent_dim}")
+    start = time.perf_counter()
+    with bar:
+        for epoch in range(1, trainer.epochs + 1):
+            first_step = (epoch - 1) * steps + 1
+            state, metrics = run_epoch(state, x_train, jax.random.fold_in(order_key, epoch))
+            metrics = jax.device_get(metrics)
+            rows = train_rows.add(metrics, first_step)
+            last_step = epoch * steps
+            if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
+                val = validation(state.params)
+                rows.setdefault(last_step, {}).update(val)
+                if val["val/loss"] < best:
+                    best, best_epoch = val["val/loss"], epoch
+            for step in sorted(rows):
+                tracker.log({"step": step, "epoch": epoch if step == last_step else (step - 1) / steps, **rows[step]})
+            train_loss = _epoch_mean(metrics, "loss")
+            bar.set_postfix({"train/loss": f"{train_loss:.4g}", "val/loss": f"{val['val/loss']:.4g}"}, refresh=False)
+            bar.update()
+            if bar.disable and (epoch % report_every == 0 or epoch == trainer.epochs):
+                log.info("epoch %d/%d  train/loss %.5f  val/loss %.5f", epoch, trainer.epochs, train_loss, val["val/loss"])
+    jax.block_until_ready(state)
+    train_s = time.perf_counter() - start
+
+    summary = {
+        **val,
+        "train/loss": train_loss,
+        "val/loss_best": best,
+        "val/loss_best_epoch": best_epoch,
+        "epochs": trainer.epochs,
+        "steps": trainer.epochs * steps,
+        "num_params": count_params(state.params),
+        "compile_time_s": round(compile_s, 3),
+        "train_time_s": round(train_s, 3),
+        "examples_per_s": round(trainer.epochs * data.num_train / train_s, 1),
+    }
+    return FitResult(graphdef, state, summary)

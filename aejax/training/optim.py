@@ -1,0 +1,90 @@
+"""Optimizers by name (``conf/optimizer/``), each with an optional learning-rate schedule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import optax
+from omegaconf import DictConfig
+
+from aejax.errors import ConfigError
+from aejax.registry import Registry
+
+OPTIMIZERS: Registry[Callable[..., optax.GradientTransformation]] = Registry("optimizer")
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass
+class _Common:
+    lr: float = 1e-3
+    schedule: str = "constant"  # constant | cosine | linear (decay to final_lr_fraction * lr)
+    warmup_steps: int = 0  # linear warm-up from 0 before the schedule
+    final_lr_fraction: float = 0.0
+    grad_clip: Optional[float] = None  # clip the global gradient norm to this value
+
+
+@dataclass
+class AdamConfig(_Common):
+    name: str = "adam"
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    name: str = "adamw"
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class SGDConfig(_Common):
+    name: str = "sgd"
+    lr: float = 1e-2
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+@OPTIMIZERS.register("adam", AdamConfig)
+def adam(cfg: DictConfig, lr) -> optax.GradientTransformation:
+    return optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+
+
+@OPTIMIZERS.register("adamw", AdamWConfig)
+def adamw(cfg: DictConfig, lr) -> optax.GradientTransformation:
+    return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("sgd", SGDConfig)
+def sgd(cfg: DictConfig, lr) -> optax.GradientTransformation:
+    return optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+
+
+def learning_rate(cfg: DictConfig, total_steps: int) -> optax.Schedule:
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError("optimizer.schedule", f"must be one of {', '.join(SCHEDULES)}; got {cfg.schedule!r}")
+    if cfg.warmup_steps < 0 or (cfg.warmup_steps > 0 and cfg.warmup_steps >= total_steps):
+        raise ConfigError("optimizer.warmup_steps", f"must be in [0, {total_steps}) (the run's steps), got {cfg.warmup_steps}")
+    decay_steps = max(total_steps - cfg.warmup_steps, 1)
+    end = cfg.lr * cfg.final_lr_fraction
+    if cfg.schedule == "cosine":
+        main = optax.cosine_decay_schedule(cfg.lr, decay_steps, alpha=cfg.final_lr_fraction)
+    elif cfg.schedule == "linear":
+        main = optax.linear_schedule(cfg.lr, end, decay_steps)
+    else:
+        main = optax.constant_schedule(cfg.lr)
+    if cfg.warmup_steps == 0:
+        return main
+    warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+    return optax.join_schedules([warmup, main], [cfg.warmup_steps])
+
+
+def build_optimizer(cfg: DictConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The optimizer named by ``cfg.name`` and its schedule (returned for logging ``train/lr``)."""
+    schedule = learning_rate(cfg, total_steps)
+    tx = OPTIMIZERS[cfg.name].builder(cfg, schedule)
+    if cfg.grad_clip is not None:
+        if cfg.grad_clip <= 0:
+            raise ConfigError("optimizer.grad_clip", f"must be > 0 or null, got {cfg.grad_clip}")
+        tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
+    return tx, schedule
