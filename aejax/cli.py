@@ -1,6 +1,7 @@
 """The ``aejax-train`` command (also ``python -m aejax``): a Hydra app over ``conf/``."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def config_dir() -> str:
 def main(cfg: DictConfig) -> float:
     from aejax.experiment import run
 
+    logging.getLogger("jax").setLevel(logging.WARNING)  # not JAX's INFO lines about absent TPUs
     try:
         return run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as e:

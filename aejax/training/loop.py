@@ -60,16 +60,18 @@ class _TrainRows:
 
 
 def _epoch_mean(metrics: dict[str, np.ndarray], name: str) -> float:
-    return float(np.sum(metrics[name] * metrics["count"]) / np.sum(metrics["count"]))
+    counts = metrics["count"].astype(np.float64)
+    return float(np.sum(metrics[name] * counts) / np.sum(counts))
 
 
 def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     trainer = cfg.trainer
     init_key, order_key, state_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
-    model = build_autoencoder(cfg, data.example_shape, resolve_output(cfg.model.output, data.unit_range), init_key)
+    output = resolve_output(cfg.model.output, data.unit_range)
     steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
     tx, schedule = build_optimizer(cfg.optimizer, steps * trainer.epochs)
-    graphdef, state = create_train_state(model, tx, state_key)
+    graphdef, state = create_train_state(lambda key: build_autoencoder(cfg, data.example_shape, output, key),
+                                         tx, init_key, state_key)
     objective = build_objective(cfg.variant)
 
     x_train = jax.device_put(data.x_train)

@@ -6,6 +6,8 @@ it can be donated, replicated over devices or checkpointed as it is.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -20,10 +22,21 @@ class TrainState:
     rng: jax.Array  # key for the stochastic parts of the objective (noise, sampling)
 
 
-def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, rng: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
-    graphdef, params = nnx.split(model, nnx.Param)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
-    return graphdef, state
+def create_train_state(make_model: Callable[[jax.Array], nnx.Module], tx: optax.GradientTransformation,
+                       init_key: jax.Array, rng: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
+    """Initialise the model and optimizer in one compiled program.
+
+    Built eagerly, every initializer of every layer would be compiled on its own (seconds on a
+    CPU); traced once under ``jax.jit``, the whole initial state is one small program.
+    """
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: make_model(init_key)))
+
+    @jax.jit
+    def init(init_key, rng):
+        params = nnx.state(make_model(init_key), nnx.Param)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
+
+    return graphdef, init(init_key, rng)
 
 
 def count_params(params: nnx.State) -> int:
