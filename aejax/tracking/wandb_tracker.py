@@ -51,7 +51,8 @@ class WandbTracker:
         except Exception as e:
             if mode != "online" or cfg.mode != "auto":
                 raise
-            log.warning("W&B online init failed (%s); logging offline instead. Upload later with `wandb sync`.", e)
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            log.warning("W&B online init failed (%s); logging offline instead. Upload later with `wandb sync`.", reason)
             self.run = wandb.init(mode="offline", settings=settings, **kwargs)
         self.mode = "offline" if self.run.offline else mode
         self.run.define_metric("step")

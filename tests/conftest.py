@@ -1,0 +1,41 @@
+"""Shared test setup: 8 virtual CPU devices, Hydra composition, and running the real CLI."""
+from __future__ import annotations
+
+import os
+
+# Before JAX is imported anywhere: 8 CPU devices make the data-parallel tests real.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ["WANDB_SILENT"] = "true"
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from aejax.cli import config_dir  # noqa: E402
+from aejax.config import validate  # noqa: E402
+
+
+def compose_config(*overrides: str, validated: bool = True):
+    """The config ``aejax-train <overrides>`` would run, composed by Hydra from conf/."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return validate(cfg) if validated else cfg
+
+
+def offline_env() -> dict[str, str]:
+    """The environment of a user with no W&B account and no network."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_SILENT="true", WANDB_MODE="offline")
+    return env
+
+
+def run_cli(*args: str, cwd: Path, command: tuple[str, ...] = (sys.executable, "-m", "aejax")):
+    return subprocess.run([*command, *args], cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def composed():
+    return compose_config

@@ -1,0 +1,85 @@
+"""The train step is data-parallel as written: on 8 CPU devices it gives one device's numbers.
+
+conftest.py sets XLA_FLAGS=--xla_force_host_platform_device_count=8 before JAX starts.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import compose_config
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from aejax.data import load_dataset
+from aejax.models import build_autoencoder
+from aejax.training.optim import build_optimizer
+from aejax.training.state import create_train_state
+from aejax.training.step import make_train_step
+from aejax.variants import build_objective
+
+N = 8
+
+
+@pytest.fixture(scope="module")
+def setup():
+    if jax.device_count() < N:
+        pytest.skip(f"needs {N} devices; run with XLA_FLAGS=--xla_force_host_platform_device_count={N}")
+    cfg = compose_config("logger.mode=disabled")
+    data = load_dataset(cfg.dataset)
+    tx, _ = build_optimizer(cfg.optimizer, 100)
+    graphdef, state = create_train_state(lambda k: build_autoencoder(cfg, data.example_shape, "sigmoid", k),
+                                         tx, jax.random.key(0), jax.random.key(1))
+    objective = build_objective(cfg.variant)
+    # three batches of 128; the last has only 100 real examples, so some devices hold padding only
+    x = jnp.asarray(data.x_train[: 3 * 128].reshape(3, 128, 8, 8, 1))
+    w = jnp.ones((3, 128)).at[2, 100:].set(0.0)
+    return graphdef, objective, tx, state, x, w
+
+
+def _single_device(setup):
+    graphdef, objective, tx, state, x, w = setup
+    step = jax.jit(make_train_step(graphdef, objective, tx))
+    losses = []
+    for i in range(3):
+        state, m = step(state, x[i], w[i])
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def _assert_same(state_a, losses_a, state_b, losses_b):
+    np.testing.assert_allclose(losses_a, losses_b, rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(state_b.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_pmap_step_matches_one_device(setup):
+    graphdef, objective, tx, state, x, w = setup
+    ref_state, ref_losses = _single_device(setup)
+
+    step = jax.pmap(make_train_step(graphdef, objective, tx, axis_name="data"), axis_name="data")
+    replicated = jax.tree_util.tree_map(lambda a: jnp.stack([a] * N), state)
+    losses = []
+    for i in range(3):
+        replicated, m = step(replicated, x[i].reshape(N, 16, 8, 8, 1), w[i].reshape(N, 16))
+        assert np.all(np.asarray(m["loss"]) == np.asarray(m["loss"])[0])  # every device agrees
+        assert float(m["count"][0]) == float(w[i].sum())
+        losses.append(float(m["loss"][0]))
+    params = jax.tree_util.tree_leaves(replicated.params)
+    assert all(np.array_equal(np.asarray(p)[0], np.asarray(p)[-1]) for p in params)  # still replicated
+    _assert_same(jax.tree_util.tree_map(lambda a: a[0], replicated), losses, ref_state, ref_losses)
+
+
+def test_jit_with_a_sharded_batch_matches_one_device(setup):
+    graphdef, objective, tx, state, x, w = setup
+    ref_state, ref_losses = _single_device(setup)
+
+    mesh = Mesh(np.array(jax.devices()[:N]), ("data",))
+    step = jax.jit(make_train_step(graphdef, objective, tx))
+    state = jax.device_put(state, NamedSharding(mesh, P()))
+    losses = []
+    for i in range(3):
+        xb = jax.device_put(x[i], NamedSharding(mesh, P("data")))
+        wb = jax.device_put(w[i], NamedSharding(mesh, P("data")))
+        assert len(xb.addressable_shards) == N
+        state, m = step(state, xb, wb)
+        losses.append(float(m["loss"]))
+    _assert_same(state, losses, ref_state, ref_losses)
