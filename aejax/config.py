@@ -128,16 +128,18 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 def _check_values(cfg: DictConfig) -> None:
     from aejax.models.autoencoder import OUTPUTS
+    from aejax.training.optim import SCHEDULES
     from aejax.variants.losses import RECON_LOSSES
 
     _positive(cfg, "model.latent_dim", "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
-              "trainer.eval_batch_size", "optimizer.lr", "logger.init_timeout")
+              "trainer.eval_batch_size", "optimizer.lr", "optimizer.grad_clip", "logger.init_timeout")
     if cfg.trainer.log_every < 0:
         raise ConfigError("trainer.log_every", f"must be >= 0 (0 logs once per epoch), got {cfg.trainer.log_every}")
     _choice(cfg, "model.output", ("auto", *OUTPUTS))
     _choice(cfg, "variant.recon", tuple(RECON_LOSSES))
     _choice(cfg, "logger.mode", LOGGER_MODES)
     _choice(cfg, "trainer.progress", PROGRESS)
+    _choice(cfg, "optimizer.schedule", SCHEDULES)
     if cfg.variant.name != "vanilla":
         raise ConfigError("variant.name", f"unknown variant {cfg.variant.name!r}; known: vanilla")
     if cfg.variant.recon == "bce" and cfg.model.output == "identity":

@@ -1,21 +1,28 @@
 """One job: validate the config, load the data, train, track, summarise."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
+import jax
+from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from aejax.config import validate
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
+from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import open_trackers
-
-log = logging.getLogger(__name__)
+from aejax.training.epoch import steps_per_epoch
+from aejax.training.loop import fit
+from aejax.training.optim import learning_rate
 
 
 def check_against_data(cfg: DictConfig, data: Dataset) -> None:
-    """Checks that need the dataset's size and range, still before anything is compiled."""
+    """Checks that need the dataset, still before anything is compiled or written.
+
+    The model is built abstractly (shapes only), so every error a network raises for its
+    config (an unknown activation, widths that do not fit) surfaces here as a ConfigError.
+    """
     if cfg.trainer.batch_size > data.num_train:
         raise ConfigError("trainer.batch_size",
                           f"{cfg.trainer.batch_size} is larger than the {data.num_train} training examples of {data.name}")
@@ -23,6 +30,10 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
         raise ConfigError("variant.recon", f"bce needs data in [0, 1]; {data.name} is real-valued (use mse)")
     if cfg.model.output == "sigmoid" and not data.unit_range:
         raise ConfigError("model.output", f"a sigmoid output cannot fit {data.name}, which is real-valued (use auto or identity)")
+    output = resolve_output(cfg.model.output, data.unit_range)
+    nnx.eval_shape(lambda: build_autoencoder(cfg, data.example_shape, output, jax.random.key(0)))
+    steps = steps_per_epoch(data.num_train, cfg.trainer.batch_size, cfg.trainer.drop_last)
+    learning_rate(cfg.optimizer, steps * cfg.trainer.epochs)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> float:
@@ -30,8 +41,6 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     cfg = validate(cfg)
     data = load_dataset(cfg.dataset)
     check_against_data(cfg, data)
-
-    from aejax.training.loop import fit  # JAX is imported only once the config is known good
 
     trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg))
     status = "failed"

@@ -1,0 +1,123 @@
+"""The real `aejax-train` command, end to end, in a subprocess as a user runs it."""
+import json
+import shutil
+import sys
+
+import pytest
+from conftest import run_cli
+
+from aejax.tracking.wandb_file import read_run
+
+EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One offline run of the default experiment for a few epochs, with the bar forced on."""
+    run_dir = tmp_path_factory.mktemp("run")
+    command = (shutil.which("aejax-train") or pytest.fail("aejax-train is not installed"),)
+    result = run_cli(f"trainer.epochs={EPOCHS}", "logger.mode=offline", "trainer.progress=on",
+                     "logger.tags=[smoke,digits]", f"hydra.run.dir={run_dir}", cwd=run_dir, command=command)
+    assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_metrics_and_summary_are_written_and_the_loss_went_down(trained):
+    run_dir, _ = trained
+    rows = _rows(run_dir)
+    assert [r["step"] for r in rows] == [0, 12, 24, 36, 48]  # 1437 examples / 128 -> 12 steps per epoch
+    assert [r["epoch"] for r in rows] == list(range(EPOCHS + 1))
+    assert rows[-1]["val/loss"] < rows[0]["val/loss"] and rows[-1]["train/loss"] < rows[1]["train/loss"]
+    assert all(r["train/lr"] == pytest.approx(1e-3) for r in rows[1:])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["val/loss"] == rows[-1]["val/loss"]
+    assert summary["val/loss_best"] == min(r["val/loss"] for r in rows)
+    assert summary["steps"] == 48 and summary["num_params"] == 5346  # 64-32-16-2-16-32-64 with biases
+    config = (run_dir / "config.yaml").read_text()
+    assert "latent_dim: 2" in config and "name: vanilla-z2-s0" in config  # resolved, no ${...}
+
+
+def test_the_offline_wandb_run_holds_the_same_numbers(trained):
+    run_dir, _ = trained
+    rows = _rows(run_dir)
+    wb = read_run(run_dir)
+    assert wb.exit_code == 0 and wb.project == "aejax" and wb.name == "vanilla-z2-s0"
+    assert wb.tags == ["smoke", "digits"] and wb.job_type == "train"
+    assert wb.config["model"]["latent_dim"] == 2 and wb.config["dataset"]["name"] == "digits"
+    assert wb.config["optimizer"]["lr"] == pytest.approx(1e-3)
+    history = [{k: v for k, v in h.items() if not k.startswith("_")} for h in wb.history]
+    assert history == rows
+    assert [h["_step"] for h in wb.history] == [r["step"] for r in rows]
+    assert wb.summary["val/loss"] == rows[-1]["val/loss"]
+    assert wb.summary["val/loss_best"] == min(r["val/loss"] for r in rows)
+    assert wb.summary["status"] == "finished"
+
+
+def test_the_console_shows_a_progress_bar_and_a_final_summary(trained):
+    run_dir, result = trained
+    assert f"0/{EPOCHS} [" in result.stderr and "epoch/s" in result.stderr  # tqdm's bar (trainer.progress=on)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert f"val/loss {summary['val/loss']:.5f}" in result.stdout
+    assert "W&B (offline)" in result.stdout and str(run_dir) in result.stdout
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path):
+    result = run_cli("trainer.epochs=1", "logger.mode=disabled", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1/1 [" not in result.stderr and "epoch 1/1" in result.stdout + result.stderr  # a log line instead
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_cfg_job_prints_the_composed_config_with_overrides(tmp_path):
+    result = run_cli("model.latent_dim=8", "optimizer=sgd", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for line in ("latent_dim: 8", "name: sgd", "batch_size: 128", "name: digits", "mode: auto"):
+        assert line in result.stdout
+    assert not any(tmp_path.iterdir())  # printing the config runs nothing
+
+
+@pytest.mark.parametrize("override,code,message", [
+    ("model.latent_dim=0", 2, "model.latent_dim: must be > 0, got 0"),
+    ("trainer.batch_size=abc", 2, "trainer.batch_size"),
+    ("dataset=nope", 1, "Could not find 'dataset/nope'"),
+    ("trainer.batch_size=5000", 2, "larger than the 1437 training examples"),
+])
+def test_invalid_overrides_fail_with_a_message_that_names_the_problem(tmp_path, override, code, message):
+    result = run_cli(override, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_app(tmp_path):
+    a = run_cli("--cfg", "job", cwd=tmp_path)
+    b = run_cli("--cfg", "job", cwd=tmp_path, command=(shutil.which("aejax-train"),))
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+
+
+def test_a_wheel_install_finds_its_configs(tmp_path):
+    """`pip install .` (not editable) ships conf/ inside the package as aejax/conf."""
+    import subprocess
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(repo)], capture_output=True, text=True, cwd=tmp_path)
+    assert build.returncode == 0, build.stderr
+    shutil.rmtree(repo / "build", ignore_errors=True)
+    (wheel,) = (tmp_path / "dist").glob("aejax-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    code = "import aejax.cli as c; print(c.__file__); print(c.config_dir())"
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}
+    where = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    module, conf = where.stdout.split()
+    assert module.startswith(str(tmp_path / "site")) and conf == str(tmp_path / "site" / "aejax" / "conf")
+    job = subprocess.run([sys.executable, "-m", "aejax", "--cfg", "job"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert job.returncode == 0 and "latent_dim: 2" in job.stdout

@@ -1,0 +1,67 @@
+"""Bad input is refused before anything is compiled or written, with the key named."""
+import pytest
+from conftest import compose_config
+
+from aejax.errors import ConfigError
+from aejax.experiment import run
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+trainer.bogus=1", "trainer.bogus"),
+    ("optimizer.lr=fast", "optimizer.lr"),
+    ("optimizer.lr=-1", "optimizer.lr: must be > 0"),
+    ("model.latent_dim=-3", "model.latent_dim: must be > 0"),
+    ("trainer.epochs=0", "trainer.epochs: must be > 0"),
+    ("logger.mode=sometimes", "logger.mode: must be one of auto, online, offline, disabled"),
+    ("variant.recon=l1", "variant.recon: must be one of mse, bce"),
+    ("model.output=tanh", "model.output: must be one of"),
+    ("encoder.name=conv", "unknown encoder 'conv'; known: linear, mlp"),
+    ("+nonsense=1", "nonsense: unknown top-level key"),
+    ("optimizer.schedule=step", "optimizer.schedule"),
+    ("optimizer.grad_clip=0", "optimizer.grad_clip: must be > 0"),
+])
+def test_validation_names_the_bad_key(override, message):
+    with pytest.raises(ConfigError, match=None) as err:
+        compose_config(override)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("dataset=line2d", "variant.recon=bce"), "variant.recon: bce needs data in [0, 1]"),
+    (("dataset=line2d", "model.output=sigmoid"), "model.output: a sigmoid output cannot fit line2d"),
+    (("encoder.activation=swish",), "encoder.activation: unknown activation 'swish'"),
+    (("encoder.hidden=[32,0]",), "encoder.hidden: widths must be > 0"),
+    (("optimizer.warmup_steps=5000",), "optimizer.warmup_steps: must be in [0, 1200)"),
+    (("trainer.batch_size=2000",), "trainer.batch_size: 2000 is larger than the 1437 training examples"),
+])
+def test_checks_that_need_the_data_run_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        run(compose_config(*overrides, "logger.mode=disabled"), tmp_path)
+    assert message in str(err.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_decoder_mirrors_the_encoder_and_overrides_reach_every_group():
+    cfg = compose_config("encoder.hidden=[128,32]", "model.latent_dim=8", "trainer.epochs=20",
+                         "optimizer.lr=3e-3", "seed=1", "logger.mode=disabled")
+    assert (cfg.model.latent_dim, cfg.trainer.epochs, cfg.optimizer.lr, cfg.seed) == (8, 20, 3e-3, 1)
+    assert cfg.decoder.hidden is None and list(cfg.encoder.hidden) == [128, 32]
+    assert cfg.logger.name == "vanilla-z8-s1"  # resolved from the run's own values
+    assert isinstance(cfg.trainer.batch_size, int) and isinstance(cfg.optimizer.lr, float)
+
+
+def test_the_bowtie_is_one_override_away():
+    """784-128-32-2-32-128-784 (the explorer's bowtie): parameter count by hand."""
+    import jax
+    from flax import nnx
+
+    from aejax.models import build_autoencoder
+    from aejax.training.state import count_params
+
+    cfg = compose_config("encoder.hidden=[128,32]", "logger.mode=disabled")
+    model = build_autoencoder(cfg, (28, 28, 1), "sigmoid", jax.random.key(0))
+    widths = [784, 128, 32, 2, 32, 128, 784]
+    expected = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    assert count_params(nnx.state(model, nnx.Param)) == expected == 210_130
+    assert model(jax.numpy.zeros((3, 28, 28, 1))).shape == (3, 28, 28, 1)
+    assert model.encode(jax.numpy.zeros((3, 28, 28, 1))).shape == (3, 2)
