@@ -81,7 +81,7 @@ def _merge(schema: type, node: Any, prefix: str) -> DictConfig:
     try:
         return OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as e:
-        key = f"{prefix}.{e.full_key}" if getattr(e, "full_key", None) else prefix
+        key = ".".join(part for part in (prefix, getattr(e, "full_key", None)) if part) or "config"
         msg = str(getattr(e, "msg", e)).splitlines()[0]
         raise ConfigError(key, msg) from None
 
@@ -100,7 +100,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if unknown:
         raise ConfigError(unknown[0], f"unknown top-level key; known keys: {', '.join(sorted(known))}")
 
-    top = _merge(TopConfig, {k: raw[k] for k in TopConfig.__dataclass_fields__ if k in raw}, "config")
+    top = _merge(TopConfig, {k: raw[k] for k in TopConfig.__dataclass_fields__ if k in raw}, "")
     out = {k: top[k] for k in TopConfig.__dataclass_fields__}
     for group, registry in registries.items():
         node = raw.get(group)

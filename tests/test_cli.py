@@ -1,7 +1,12 @@
 """The real `aejax-train` command, end to end, in a subprocess as a user runs it."""
 import json
+import os
 import shutil
+import subprocess
 import sys
+import sysconfig
+import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -11,11 +16,19 @@ from aejax.tracking.wandb_file import read_run
 EPOCHS = 4
 
 
+def _console_script() -> str:
+    """The `aejax-train` that `pip install` put beside this interpreter."""
+    path = Path(sysconfig.get_path("scripts")) / "aejax-train"
+    if not path.exists():
+        pytest.fail(f"aejax-train is not installed in {path.parent}: run `pip install -e .`")
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One offline run of the default experiment for a few epochs, with the bar forced on."""
     run_dir = tmp_path_factory.mktemp("run")
-    command = (shutil.which("aejax-train") or pytest.fail("aejax-train is not installed"),)
+    command = (_console_script(),)
     result = run_cli(f"trainer.epochs={EPOCHS}", "logger.mode=offline", "trainer.progress=on",
                      "logger.tags=[smoke,digits]", f"hydra.run.dir={run_dir}", cwd=run_dir, command=command)
     assert result.returncode == 0, result.stderr
@@ -83,7 +96,7 @@ def test_cfg_job_prints_the_composed_config_with_overrides(tmp_path):
 
 @pytest.mark.parametrize("override,code,message", [
     ("model.latent_dim=0", 2, "model.latent_dim: must be > 0, got 0"),
-    ("trainer.batch_size=abc", 2, "trainer.batch_size"),
+    ("trainer.batch_size=abc", 2, "invalid config: trainer.batch_size: Value 'abc'"),
     ("dataset=nope", 1, "Could not find 'dataset/nope'"),
     ("trainer.batch_size=5000", 2, "larger than the 1437 training examples"),
 ])
@@ -96,28 +109,39 @@ def test_invalid_overrides_fail_with_a_message_that_names_the_problem(tmp_path, 
 
 def test_python_dash_m_and_the_console_script_are_the_same_app(tmp_path):
     a = run_cli("--cfg", "job", cwd=tmp_path)
-    b = run_cli("--cfg", "job", cwd=tmp_path, command=(shutil.which("aejax-train"),))
+    b = run_cli("--cfg", "job", cwd=tmp_path, command=(_console_script(),))
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
 
 
 def test_a_wheel_install_finds_its_configs(tmp_path):
     """`pip install .` (not editable) ships conf/ inside the package as aejax/conf."""
-    import subprocess
-    import zipfile
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
+    repo, src = Path(__file__).resolve().parents[1], tmp_path / "src"
+    for folder in ("aejax", "conf"):  # build from a copy, so the repo gets no build/ folder
+        shutil.copytree(repo / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path / "dist"), str(repo)], capture_output=True, text=True, cwd=tmp_path)
+                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, cwd=tmp_path)
     assert build.returncode == 0, build.stderr
-    shutil.rmtree(repo / "build", ignore_errors=True)
     (wheel,) = (tmp_path / "dist").glob("aejax-*.whl")
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     code = "import aejax.cli as c; print(c.__file__); print(c.config_dir())"
-    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     where = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     module, conf = where.stdout.split()
     assert module.startswith(str(tmp_path / "site")) and conf == str(tmp_path / "site" / "aejax" / "conf")
     job = subprocess.run([sys.executable, "-m", "aejax", "--cfg", "job"], capture_output=True, text=True,
                          env=env, cwd=tmp_path)
     assert job.returncode == 0 and "latent_dim: 2" in job.stdout
+
+
+def test_a_multirun_gives_each_job_its_own_wandb_run(tmp_path):
+    result = run_cli("-m", "model.latent_dim=2,3", "trainer.epochs=2", "logger.mode=offline",
+                     f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for job, k in [(0, 2), (1, 3)]:
+        wb = read_run(tmp_path / str(job))
+        rows = [json.loads(line) for line in (tmp_path / str(job) / "metrics.jsonl").read_text().splitlines()]
+        assert wb.name == f"vanilla-z{k}-s0" and wb.config["model"]["latent_dim"] == k
+        assert [{k: v for k, v in h.items() if not k.startswith("_")} for h in wb.history] == rows
+        assert len(rows) == 3 and wb.exit_code == 0
