@@ -120,3 +120,21 @@ def test_an_mlp_flattens_layers3d_far_better_than_pca(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "finished"
     assert summary["val/loss_best"] < 0.25 * _pca_test_mse(load_dataset(cfg.dataset), 2)
+
+
+def test_log_every_rows_are_count_weighted_means_of_the_steps(tmp_path):
+    args = ("trainer.epochs=2", "logger.mode=disabled", "trainer.progress=off", "trainer.eval_every=2")
+    run(compose_config(*args, "trainer.log_every=1"), tmp_path / "each")
+    run(compose_config(*args, "trainer.log_every=5"), tmp_path / "five")
+    each = {r["step"]: r for r in _metrics(tmp_path / "each") if "train/loss" in r}
+    five = _metrics(tmp_path / "five")
+    assert [r["step"] for r in five] == [0, 5, 10, 15, 20, 24]  # 12 steps per epoch; eval at the end
+    assert [r["epoch"] for r in five] == [0, 5 / 12, 10 / 12, 15 / 12, 20 / 12, 2]
+    assert "val/loss" in five[-1]  # the last row also flushes the partial window of steps 21-24
+    # steps 1-12 hold 128 examples each, except step 12 (1437 = 11 * 128 + 29)
+    counts = {s: (29 if s % 12 == 0 else 128) for s in range(1, 25)}
+    windows = {5: range(1, 6), 10: range(6, 11), 15: range(11, 16), 20: range(16, 21), 24: range(21, 25)}
+    for row in five[1:]:
+        window = windows[row["step"]]
+        expected = sum(each[s]["train/loss"] * counts[s] for s in window) / sum(counts[s] for s in window)
+        assert row["train/loss"] == pytest.approx(expected, rel=1e-6)

@@ -43,7 +43,8 @@ class _TrainRows:
         self.sums: dict[str, float] = {}
         self.count = 0.0
 
-    def add(self, metrics: dict[str, np.ndarray], first_step: int) -> dict[int, dict[str, float]]:
+    def add(self, metrics: dict[str, np.ndarray], first_step: int, last: bool) -> dict[int, dict[str, float]]:
+        """Rows for the steps ending a window; with ``last``, the final partial window too."""
         rows = {}
         counts = metrics["count"]
         for i in range(len(counts)):
@@ -52,7 +53,7 @@ class _TrainRows:
                     self.sums[name] = self.sums.get(name, 0.0) + float(values[i]) * float(counts[i])
             self.count += float(counts[i])
             step = first_step + i
-            if step % self.every == 0:
+            if step % self.every == 0 or (last and i == len(counts) - 1):
                 rows[step] = {f"train/{k}": v / self.count for k, v in self.sums.items()}
                 rows[step]["train/lr"] = float(self.schedule(step - 1))
                 self.sums, self.count = {}, 0.0
@@ -98,7 +99,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
             first_step = (epoch - 1) * steps + 1
             state, metrics = run_epoch(state, x_train, jax.random.fold_in(order_key, epoch))
             metrics = jax.device_get(metrics)
-            rows = train_rows.add(metrics, first_step)
+            rows = train_rows.add(metrics, first_step, last=epoch == trainer.epochs)
             last_step = epoch * steps
             if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
                 val = validation(state.params)
@@ -106,7 +107,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
                 if val["val/loss"] < best:
                     best, best_epoch = val["val/loss"], epoch
             for step in sorted(rows):
-                tracker.log({"step": step, "epoch": epoch if step == last_step else (step - 1) / steps, **rows[step]})
+                tracker.log({"step": step, "epoch": epoch if step == last_step else step / steps, **rows[step]})
             train_loss = _epoch_mean(metrics, "loss")
             bar.set_postfix({"train/loss": f"{train_loss:.4g}", "val/loss": f"{val['val/loss']:.4g}"}, refresh=False)
             bar.update()
