@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from aejax.errors import ConfigError
+from aejax.variants.corruption import CorruptionConfig
 
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 PROGRESS = ("auto", "on", "off")
@@ -28,8 +29,11 @@ class ModelConfig:
 
 @dataclass
 class VariantConfig:
-    name: str = "vanilla"
+    name: str = "vanilla"  # a label for runs; what the variant does is the fields below
     recon: str = "mse"
+    head: str = "deterministic"  # deterministic | gaussian (a VAE's mean and log-variance)
+    corruption: Optional[CorruptionConfig] = None  # denoising: corrupt the input, reconstruct the clean one
+    terms: dict[str, Any] = field(default_factory=dict)  # regularizers by name, each with a weight
 
 
 @dataclass
@@ -83,6 +87,10 @@ def _merge(schema: type, node: Any, prefix: str) -> DictConfig:
     except OmegaConfBaseException as e:
         key = ".".join(part for part in (prefix, getattr(e, "full_key", None)) if part) or "config"
         msg = str(getattr(e, "msg", e)).splitlines()[0]
+        owner = getattr(e, "object_type", None)
+        if isinstance(e, ConfigKeyError) and hasattr(owner, "__dataclass_fields__"):
+            parent = key.rsplit(".", 1)[0] if "." in key else "the top level"
+            msg = f"unknown key; {parent} takes: {', '.join(owner.__dataclass_fields__)}"
         raise ConfigError(key, msg) from None
 
 
@@ -102,6 +110,7 @@ def validate(cfg: DictConfig) -> DictConfig:
 
     top = _merge(TopConfig, {k: raw[k] for k in TopConfig.__dataclass_fields__ if k in raw}, "")
     out = {k: top[k] for k in TopConfig.__dataclass_fields__}
+    out["variant"].terms = _merge_terms(raw.get("variant", {}).get("terms") or {})
     for group, registry in registries.items():
         node = raw.get(group)
         if not isinstance(node, dict) or "name" not in node:
@@ -111,6 +120,19 @@ def validate(cfg: DictConfig) -> DictConfig:
     OmegaConf.set_struct(out_cfg, True)
     _check_values(out_cfg)
     return out_cfg
+
+
+def _merge_terms(terms: dict[str, Any]) -> DictConfig:
+    from aejax.variants.terms import TERMS
+
+    if not isinstance(terms, dict):
+        raise ConfigError("variant.terms", f"expected a mapping of term name to settings, got {terms!r}")
+    merged = {}
+    for name, settings in terms.items():
+        if name not in TERMS.names():
+            raise ConfigError(f"variant.terms.{name}", f"unknown term; known: {', '.join(TERMS.names())}")
+        merged[name] = _merge(TERMS[name].schema, settings or {}, f"variant.terms.{name}")
+    return OmegaConf.create(merged)
 
 
 def _positive(cfg: DictConfig, *keys: str) -> None:
@@ -127,7 +149,9 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_values(cfg: DictConfig) -> None:
-    from aejax.models.autoencoder import OUTPUTS
+    from aejax.models.autoencoder import HEADS, OUTPUTS
+    from aejax.variants.corruption import check as check_corruption
+    from aejax.variants.terms import check_terms
     from aejax.training.optim import SCHEDULES
     from aejax.variants.losses import RECON_LOSSES
 
@@ -140,7 +164,9 @@ def _check_values(cfg: DictConfig) -> None:
     _choice(cfg, "logger.mode", LOGGER_MODES)
     _choice(cfg, "trainer.progress", PROGRESS)
     _choice(cfg, "optimizer.schedule", SCHEDULES)
-    if cfg.variant.name != "vanilla":
-        raise ConfigError("variant.name", f"unknown variant {cfg.variant.name!r}; known: vanilla")
+    _choice(cfg, "variant.head", HEADS)
+    if cfg.variant.corruption is not None:
+        check_corruption(cfg.variant.corruption)
+    check_terms(cfg.variant, cfg)
     if cfg.variant.recon == "bce" and cfg.model.output == "identity":
         raise ConfigError("model.output", "variant.recon=bce needs a sigmoid output (set model.output=sigmoid or auto)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-from flax import nnx
+import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
 from aejax.config import validate
@@ -15,13 +15,15 @@ from aejax.tracking import open_trackers
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.loop import fit
 from aejax.training.optim import learning_rate
+from aejax.variants import build_objective
 
 
 def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     """Checks that need the dataset, still before anything is compiled or written.
 
-    The model is built abstractly (shapes only), so every error a network raises for its
-    config (an unknown activation, widths that do not fit) surfaces here as a ConfigError.
+    The model is built and the objective traced abstractly on one batch (shapes only, nothing
+    compiled), so every error a network or a term raises for its config (an unknown activation,
+    widths or patches that do not fit the data) surfaces here as a ConfigError.
     """
     if cfg.trainer.batch_size > data.num_train:
         raise ConfigError("trainer.batch_size",
@@ -30,8 +32,18 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
         raise ConfigError("variant.recon", f"bce needs data in [0, 1]; {data.name} is real-valued (use mse)")
     if cfg.model.output == "sigmoid" and not data.unit_range:
         raise ConfigError("model.output", f"a sigmoid output cannot fit {data.name}, which is real-valued (use auto or identity)")
+    corruption = cfg.variant.corruption
+    if corruption is not None and corruption.kind == "salt_pepper" and not data.unit_range:
+        raise ConfigError("variant.corruption.kind", f"salt_pepper sets values to 0 or 1; {data.name} is real-valued")
     output = resolve_output(cfg.model.output, data.unit_range)
-    nnx.eval_shape(lambda: build_autoencoder(cfg, data.example_shape, output, jax.random.key(0)))
+    objective = build_objective(cfg.variant)
+
+    def one_step():
+        model = build_autoencoder(cfg, data.example_shape, output, jax.random.key(0))
+        x = jnp.zeros((2, *data.example_shape))
+        return objective(model, x, jnp.ones(2), jax.random.key(0), jnp.zeros((), jnp.int32))
+
+    jax.eval_shape(one_step)
     steps = steps_per_epoch(data.num_train, cfg.trainer.batch_size, cfg.trainer.drop_last)
     learning_rate(cfg.optimizer, steps * cfg.trainer.epochs)
 

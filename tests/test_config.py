@@ -15,7 +15,7 @@ from aejax.experiment import run
     ("logger.mode=sometimes", "logger.mode: must be one of auto, online, offline, disabled"),
     ("variant.recon=l1", "variant.recon: must be one of mse, bce"),
     ("model.output=tanh", "model.output: must be one of"),
-    ("encoder.name=conv", "unknown encoder 'conv'; known: linear, mlp"),
+    ("encoder.name=resnet", "unknown encoder 'resnet'; known: conv, linear, mlp"),
     ("+nonsense=1", "nonsense: unknown top-level key"),
     ("optimizer.schedule=step", "optimizer.schedule"),
     ("optimizer.grad_clip=0", "optimizer.grad_clip: must be > 0"),

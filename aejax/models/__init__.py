@@ -4,8 +4,8 @@ from __future__ import annotations
 from flax import nnx
 from omegaconf import DictConfig
 
-from aejax.models import mlp  # noqa: F401  (registration)
-from aejax.models.autoencoder import OUTPUTS, Autoencoder
+from aejax.models import conv, mlp  # noqa: F401  (registration)
+from aejax.models.autoencoder import HEADS, OUTPUTS, Autoencoder
 from aejax.models.contract import DECODERS, ENCODERS
 
 
@@ -17,11 +17,14 @@ def resolve_output(output: str, unit_range: bool) -> str:
 
 
 def build_autoencoder(cfg: DictConfig, example_shape: tuple[int, ...], output: str, key) -> Autoencoder:
-    """Build the encoder, decoder and bottleneck named by a validated config."""
+    """Build the encoder, bottleneck and decoder named by a validated config."""
     rngs = nnx.Rngs(params=key)
-    encoder = ENCODERS[cfg.encoder.name].builder(cfg.encoder, example_shape, rngs)
-    decoder = DECODERS[cfg.decoder.name].builder(cfg.decoder, cfg.model.latent_dim, example_shape, cfg.encoder, rngs)
-    return Autoencoder(encoder, decoder, cfg.model.latent_dim, output, rngs)
+    k = cfg.model.latent_dim
+    encoder = ENCODERS[cfg.encoder.name].builder(cfg.encoder, tuple(example_shape), rngs)
+    code_width = 2 * k if cfg.variant.head == "gaussian" else k
+    bottleneck = nnx.Linear(encoder.features, code_width, rngs=rngs)
+    decoder = DECODERS[cfg.decoder.name].builder(cfg.decoder, k, tuple(example_shape), encoder, bottleneck, rngs)
+    return Autoencoder(encoder, bottleneck, decoder, k, cfg.variant.head, output)
 
 
-__all__ = ["Autoencoder", "DECODERS", "ENCODERS", "OUTPUTS", "build_autoencoder", "resolve_output"]
+__all__ = ["Autoencoder", "DECODERS", "ENCODERS", "HEADS", "OUTPUTS", "build_autoencoder", "resolve_output"]

@@ -1,24 +1,43 @@
-"""The autoencoder: encoder -> linear bottleneck -> decoder -> output activation."""
+"""The autoencoder: encoder -> bottleneck (the code) -> decoder -> output activation.
+
+The bottleneck is a linear map from the encoder's features to the code. With the ``gaussian``
+head (VAEs) it outputs a mean and a log-variance per latent unit; ``encode`` then returns the
+mean, so latent plots and evaluations see the same deterministic code for every variant.
+"""
 from __future__ import annotations
 
 import jax
 from flax import nnx
 
 OUTPUTS = ("sigmoid", "identity")
+HEADS = ("deterministic", "gaussian")
 
 
 class Autoencoder(nnx.Module):
-    def __init__(self, encoder: nnx.Module, decoder: nnx.Module, latent_dim: int, output: str, rngs: nnx.Rngs):
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    def __init__(self, encoder: nnx.Module, bottleneck: nnx.Linear, decoder: nnx.Module, latent_dim: int,
+                 head: str, output: str):
+        if output not in OUTPUTS or head not in HEADS:
+            raise ValueError(f"output must be one of {OUTPUTS} and head one of {HEADS}; got {output!r}, {head!r}")
         self.encoder = encoder
-        self.bottleneck = nnx.Linear(encoder.features, latent_dim, rngs=rngs)
+        self.bottleneck = bottleneck
         self.decoder = decoder
         self.latent_dim = latent_dim
+        self.head = head
         self.output = output
 
+    def features(self, x: jax.Array) -> jax.Array:
+        """The encoder's output: the last hidden activations before the bottleneck."""
+        return self.encoder(x)
+
+    def code_params(self, h: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        """``(mean, log_variance)`` from features; the log-variance is None for a deterministic head."""
+        out = self.bottleneck(h)
+        if self.head == "gaussian":
+            return out[..., : self.latent_dim], out[..., self.latent_dim:]
+        return out, None
+
     def encode(self, x: jax.Array) -> jax.Array:
-        return self.bottleneck(self.encoder(x))
+        return self.code_params(self.features(x))[0]
 
     def decode_logits(self, z: jax.Array) -> jax.Array:
         """The decoder's output before the output activation (what BCE-with-logits takes)."""

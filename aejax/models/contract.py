@@ -7,8 +7,11 @@ activation). The bottleneck itself, the linear map from features to the code, be
 bottleneck (a Gaussian head for a VAE) change it without touching the networks.
 
 Builders are registered as ``ENCODERS.register(name, schema)`` with the signature
-``build(cfg, example_shape, rngs) -> Encoder`` and
-``DECODERS.register(name, schema)`` with ``build(cfg, latent_dim, example_shape, encoder_cfg, rngs) -> Decoder``.
+``build(cfg, example_shape, rngs) -> Encoder`` and ``DECODERS.register(name, schema)`` with
+``build(cfg, latent_dim, example_shape, encoder, bottleneck, rngs) -> Decoder``. A decoder gets
+the built encoder and bottleneck so it can mirror the encoder's widths or share its weights
+(tied decoders); most decoders use neither. Builders raise ``ConfigError`` for shapes that do
+not fit, and ``aejax.experiment`` builds the model abstractly before anything is compiled.
 """
 from __future__ import annotations
 

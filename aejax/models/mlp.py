@@ -1,4 +1,9 @@
-"""Fully connected encoder and decoder; ``linear`` is the same network with no nonlinearity."""
+"""Fully connected encoder and decoder; ``linear`` is the same network with no nonlinearity.
+
+Options: hidden widths, activation, a normalization after each hidden layer (``layer`` or
+``rms``), and for decoders ``tied``: decode with the transposed kernels of the encoder's layers
+and bottleneck (shared, not copied), so the decoder owns only its biases.
+"""
 from __future__ import annotations
 
 import math
@@ -6,98 +11,165 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 from omegaconf import DictConfig
 
 from aejax.errors import ConfigError
 from aejax.models.contract import DECODERS, ENCODERS, activation
 
+NORMS = ("none", "layer", "rms")
+
+
+def _norm(kind: str, width: int, rngs: nnx.Rngs) -> nnx.Module | None:
+    if kind == "layer":
+        return nnx.LayerNorm(width, rngs=rngs)
+    if kind == "rms":
+        return nnx.RMSNorm(width, rngs=rngs)
+    return None
+
 
 class MLP(nnx.Module):
-    """Dense layers ``widths[0] -> widths[1] -> ... -> widths[-1]``, activation between them.
+    """Dense layers ``widths[0] -> ... -> widths[-1]``; hidden layers get norm + activation.
 
-    ``final_activation`` says whether the last layer is followed by the activation too.
+    With ``final_activation`` the last layer is treated as hidden too (encoders end in features).
     """
 
     def __init__(self, widths: list[int], act: Callable[[jax.Array], jax.Array], final_activation: bool,
-                 rngs: nnx.Rngs):
+                 norm: str, rngs: nnx.Rngs):
+        self.widths = list(widths)
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
+        hidden = len(self.layers) if final_activation else len(self.layers) - 1
+        self.norms = nnx.List([_norm(norm, widths[i + 1], rngs) for i in range(hidden)])
         self.act = act
-        self.final_activation = final_activation
 
     def __call__(self, h: jax.Array) -> jax.Array:
         for i, layer in enumerate(self.layers):
             h = layer(h)
-            if i < len(self.layers) - 1 or self.final_activation:
-                h = self.act(h)
+            if i < len(self.norms):
+                h = self.act(h if self.norms[i] is None else self.norms[i](h))
         return h
 
 
 class MLPEncoder(nnx.Module):
-    def __init__(self, example_shape: tuple[int, ...], hidden: list[int], act, rngs: nnx.Rngs):
-        widths = [math.prod(example_shape), *hidden]
-        self.mlp = MLP(widths, act, final_activation=True, rngs=rngs)
-        self.features = widths[-1]
+    def __init__(self, example_shape: tuple[int, ...], hidden: list[int], act, norm: str, rngs: nnx.Rngs):
+        self.mlp = MLP([math.prod(example_shape), *hidden], act, final_activation=True, norm=norm, rngs=rngs)
+        self.hidden = list(hidden)
+        self.features = self.mlp.widths[-1]
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.mlp(x.reshape(x.shape[0], -1))
 
 
 class MLPDecoder(nnx.Module):
-    def __init__(self, latent_dim: int, example_shape: tuple[int, ...], hidden: list[int], act, rngs: nnx.Rngs):
+    def __init__(self, latent_dim: int, example_shape: tuple[int, ...], hidden: list[int], act, norm: str,
+                 rngs: nnx.Rngs):
         self.example_shape = tuple(example_shape)
-        self.mlp = MLP([latent_dim, *hidden, math.prod(example_shape)], act, final_activation=False, rngs=rngs)
+        widths = [latent_dim, *hidden, math.prod(example_shape)]
+        self.mlp = MLP(widths, act, final_activation=False, norm=norm, rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.mlp(z).reshape(z.shape[0], *self.example_shape)
 
 
+class TiedMLPDecoder(nnx.Module):
+    """Runs the encoder backwards: ``z -> bottleneck.kernel.T -> ... -> first_layer.kernel.T``."""
+
+    def __init__(self, encoder: MLPEncoder, bottleneck: nnx.Linear, latent_dim: int,
+                 example_shape: tuple[int, ...], act):
+        self.example_shape = tuple(example_shape)
+        self.latent_dim = latent_dim
+        self.encoder_layers = encoder.mlp.layers  # shared references: the same Params as the encoder's
+        self.bottleneck = bottleneck
+        self.biases = nnx.List([nnx.Param(jnp.zeros((w,))) for w in reversed(encoder.mlp.widths)])
+        self.act = act
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        kernels = [self.bottleneck.kernel[...][:, : self.latent_dim]]  # the mean half for a Gaussian head
+        kernels += [layer.kernel[...] for layer in reversed(self.encoder_layers)]
+        h = z
+        for i, (kernel, bias) in enumerate(zip(kernels, self.biases)):
+            h = h @ kernel.T + bias[...]
+            if i < len(kernels) - 1:
+                h = self.act(h)
+        return h.reshape(z.shape[0], *self.example_shape)
+
+
 @dataclass
-class MLPConfig:
+class MLPEncoderConfig:
     name: str = "mlp"
-    # Hidden widths from the input to the bottleneck. For a decoder, null mirrors the encoder.
-    hidden: Optional[list[int]] = field(default_factory=lambda: [32, 16])
+    hidden: list[int] = field(default_factory=lambda: [32, 16])  # widths from the input towards the code
     activation: str = "relu"
+    norm: str = "none"  # none | layer | rms, after each hidden layer
 
 
 @dataclass
-class LinearConfig:
+class MLPDecoderConfig:
+    name: str = "mlp"
+    hidden: Optional[list[int]] = None  # widths from the code towards the output; null mirrors the encoder
+    activation: str = "relu"
+    norm: str = "none"
+    tied: bool = False  # use the encoder's transposed kernels (mirrored widths, mlp/linear encoder)
+
+
+@dataclass
+class LinearEncoderConfig:
     name: str = "linear"
-    hidden: Optional[list[int]] = field(default_factory=list)
+    hidden: list[int] = field(default_factory=list)
 
 
-def _widths(cfg: DictConfig, key: str) -> list[int]:
-    hidden = list(cfg.hidden)
-    bad = [w for w in hidden if w <= 0]
-    if bad:
-        raise ConfigError(f"{key}.hidden", f"widths must be > 0, got {hidden}")
-    return hidden
+@dataclass
+class LinearDecoderConfig:
+    name: str = "linear"
+    hidden: Optional[list[int]] = None
+    tied: bool = False
 
 
-def _decoder_widths(cfg: DictConfig, encoder_cfg: DictConfig) -> list[int]:
-    if cfg.hidden is not None:
-        return _widths(cfg, "decoder")
-    return list(reversed(encoder_cfg.get("hidden") or []))
+def _checked(widths: list[int], key: str) -> list[int]:
+    if any(w <= 0 for w in widths):
+        raise ConfigError(key, f"widths must be > 0, got {widths}")
+    return widths
 
 
-@ENCODERS.register("mlp", MLPConfig)
+def _check_norm(cfg: DictConfig, key: str) -> str:
+    if cfg.norm not in NORMS:
+        raise ConfigError(key, f"must be one of {', '.join(NORMS)}; got {cfg.norm!r}")
+    return cfg.norm
+
+
+@ENCODERS.register("mlp", MLPEncoderConfig)
 def mlp_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs) -> MLPEncoder:
-    if cfg.hidden is None:
-        raise ConfigError("encoder.hidden", "an encoder needs its widths, e.g. encoder.hidden=[32,16]")
-    return MLPEncoder(example_shape, _widths(cfg, "encoder"), activation(cfg.activation, "encoder.activation"), rngs)
+    act = activation(cfg.activation, "encoder.activation")
+    return MLPEncoder(example_shape, _checked(list(cfg.hidden), "encoder.hidden"), act,
+                      _check_norm(cfg, "encoder.norm"), rngs)
 
 
-@DECODERS.register("mlp", MLPConfig)
-def mlp_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder_cfg: DictConfig, rngs: nnx.Rngs):
-    act = activation(cfg.activation, "decoder.activation")
-    return MLPDecoder(latent_dim, example_shape, _decoder_widths(cfg, encoder_cfg), act, rngs)
-
-
-@ENCODERS.register("linear", LinearConfig)
+@ENCODERS.register("linear", LinearEncoderConfig)
 def linear_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs) -> MLPEncoder:
-    return MLPEncoder(example_shape, _widths(cfg, "encoder"), activation("identity", ""), rngs)
+    return MLPEncoder(example_shape, _checked(list(cfg.hidden), "encoder.hidden"), activation("identity", ""),
+                      "none", rngs)
 
 
-@DECODERS.register("linear", LinearConfig)
-def linear_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder_cfg: DictConfig, rngs: nnx.Rngs):
-    return MLPDecoder(latent_dim, example_shape, _decoder_widths(cfg, encoder_cfg), activation("identity", ""), rngs)
+def _decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, act, norm: str, rngs):
+    if cfg.tied:
+        if not isinstance(encoder, MLPEncoder):
+            raise ConfigError("decoder.tied", "tied weights need an mlp or linear encoder")
+        if cfg.hidden is not None or norm != "none":
+            raise ConfigError("decoder.tied", "a tied decoder mirrors the encoder: leave decoder.hidden null and norm none")
+        return TiedMLPDecoder(encoder, bottleneck, latent_dim, example_shape, act)
+    if cfg.hidden is not None:
+        hidden = _checked(list(cfg.hidden), "decoder.hidden")
+    else:  # mirror the encoder's widths when it has them
+        hidden = list(reversed(getattr(encoder, "hidden", [])))
+    return MLPDecoder(latent_dim, example_shape, hidden, act, norm, rngs)
+
+
+@DECODERS.register("mlp", MLPDecoderConfig)
+def mlp_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, rngs: nnx.Rngs):
+    act = activation(cfg.activation, "decoder.activation")
+    return _decoder(cfg, latent_dim, example_shape, encoder, bottleneck, act, _check_norm(cfg, "decoder.norm"), rngs)
+
+
+@DECODERS.register("linear", LinearDecoderConfig)
+def linear_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, rngs: nnx.Rngs):
+    return _decoder(cfg, latent_dim, example_shape, encoder, bottleneck, activation("identity", ""), "none", rngs)

@@ -58,7 +58,7 @@ def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective):
     def evaluate(params, chunks, weights, key):
         def chunk_sums(batch):
             i, x, w = batch
-            return weighted_sums(graphdef, objective, params, x, w, jax.random.fold_in(key, i))
+            return weighted_sums(graphdef, objective, params, x, w, jax.random.fold_in(key, i), None)
 
         sums = jax.lax.map(chunk_sums, (jnp.arange(chunks.shape[0]), chunks, weights))
         return {name: jnp.sum(total) / jnp.sum(weights) for name, total in sums.items()}

@@ -18,20 +18,21 @@ from flax import nnx
 
 from aejax.training.state import TrainState
 
-Objective = Callable[[nnx.Module, jax.Array, jax.Array], dict[str, jax.Array]]
+# objective(model, x, w, rng, step) -> per-example values; step is None in evaluation
+Objective = Callable[..., dict[str, jax.Array]]
 
 
 def weighted_sums(graphdef: nnx.GraphDef, objective: Objective, params: nnx.State, x: jax.Array,
-                  w: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
+                  w: jax.Array, rng: jax.Array, step: jax.Array | None) -> dict[str, jax.Array]:
     """Sum over the batch of each per-example term, weighted by ``w``."""
-    terms = objective(nnx.merge(graphdef, params), x, rng)
+    terms = objective(nnx.merge(graphdef, params), x, w, rng, step)
     return {name: jnp.sum(values * w) for name, values in terms.items()}
 
 
 def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.GradientTransformation,
                     axis_name: str | None = None):
-    def loss_fn(params, x, w, rng, count):
-        sums = weighted_sums(graphdef, objective, params, x, w, rng)
+    def loss_fn(params, x, w, rng, step, count):
+        sums = weighted_sums(graphdef, objective, params, x, w, rng, step)
         return sums["loss"] / count, sums
 
     def train_step(state: TrainState, x: jax.Array, w: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -40,7 +41,7 @@ def make_train_step(graphdef: nnx.GraphDef, objective: Objective, tx: optax.Grad
         if axis_name is not None:
             step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
             count = jax.lax.psum(count, axis_name)
-        grads, sums = jax.grad(loss_fn, has_aux=True)(state.params, x, w, step_rng, count)
+        grads, sums = jax.grad(loss_fn, has_aux=True)(state.params, x, w, step_rng, state.step, count)
         if axis_name is not None:
             grads, sums = jax.lax.psum((grads, sums), axis_name)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -1,34 +1,59 @@
-"""A variant's training objective: what the loss of one example is.
+"""A variant's training objective, composed from terms declared in config.
 
-An objective maps ``(model, x, rng)`` to a dict of per-example values ``[B]``: ``loss`` (the
-total that is minimised) and each of its terms under its own name (``recon``, ...). The
-training step reduces them to weighted means, so every term is logged beside the total and
-a per-example loss is always at hand (for latent snapshots, anomaly scores).
+``objective(model, x, w, rng, step)`` returns per-example values ``[B]``: ``loss`` (the total
+that is minimised), ``recon`` and each regularizer under its own name. The pieces:
 
-Vanilla is reconstruction only. Later variants compose further terms (input corruption,
-regularizers on the code) into the same structure instead of adding a class per combination.
+1. an optional input corruption (``variant.corruption``; denoising),
+2. the code: deterministic, or sampled from a Gaussian head with the reparameterization trick,
+3. the reconstruction loss against the clean input (``variant.recon``),
+4. regularizers (``variant.terms``), each added with its weight.
+
+So a denoising sparse autoencoder or a contractive VAE is a config, not a class. ``step`` is
+the optimizer step in training and None in evaluation, where training devices (KL annealing,
+free bits) are off and a clean-input ``mse`` is added, comparable across variants.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import jax
+import jax.numpy as jnp
 from omegaconf import DictConfig
 
 from aejax.models import Autoencoder
-from aejax.variants.losses import RECON_LOSSES
+from aejax.variants.corruption import corrupt
+from aejax.variants.losses import RECON_LOSSES, mse
+from aejax.variants.terms import TERMS, Forward, weight_at
 
 
 @dataclass(frozen=True)
 class Objective:
     recon: str = "mse"
+    corruption: Optional[DictConfig] = None
+    terms: tuple[tuple[str, DictConfig], ...] = ()
 
-    def __call__(self, model: Autoencoder, x: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
-        del rng  # no stochastic term in a vanilla autoencoder
-        z = model.encode(x)
-        recon = RECON_LOSSES[self.recon](x, model.decode_logits(z), model.activate)
-        return {"loss": recon, "recon": recon}
+    def __call__(self, model: Autoencoder, x: jax.Array, w: jax.Array, rng: jax.Array,
+                 step: Optional[jax.Array] = None) -> dict[str, jax.Array]:
+        training = step is not None
+        corrupt_rng, sample_rng, term_rng = jax.random.split(rng, 3)
+        x_in, mask = corrupt(self.corruption, x, corrupt_rng) if self.corruption is not None else (x, None)
+        features = model.features(x_in)
+        mean, logvar = model.code_params(features)
+        z = mean if logvar is None else mean + jnp.exp(0.5 * logvar) * jax.random.normal(sample_rng, mean.shape)
+        recon = RECON_LOSSES[self.recon](x, model.decode_logits(z), model.activate, mask)
+
+        out, total = {"recon": recon}, recon
+        f = Forward(model, x, x_in, w, features, mean, logvar)
+        for i, (name, cfg) in enumerate(self.terms):
+            out[name] = TERMS[name].builder(f, cfg, jax.random.fold_in(term_rng, i), training)
+            total = total + weight_at(cfg, step) * out[name]
+        if not training:
+            out["mse"] = mse(x, model.decode_logits(model.encode(x)), model.activate)
+        out["loss"] = total
+        return out
 
 
 def build_objective(cfg: DictConfig) -> Objective:
-    return Objective(recon=cfg.recon)
+    """The objective of a validated ``variant`` config group."""
+    return Objective(recon=cfg.recon, corruption=cfg.corruption, terms=tuple(cfg.terms.items()))

@@ -1,0 +1,128 @@
+"""Convolutional encoder and decoder for HxWxC images.
+
+Every stage is a 4x4 kernel with stride 2 and SAME padding: a ``Conv`` halves H and W
+(rounding up), a ``ConvTranspose`` doubles them exactly. The kernel is divisible by the
+stride, so the transposed convolutions cover the output evenly (no checkerboard overlap).
+The encoder is ``conv stages -> flatten -> optional dense``; the decoder mirrors it:
+``[dense] -> Linear to c0*h0*w0 -> reshape -> transposed conv stages``, where the last stage
+produces the image's channels as logits. The decoder therefore needs ``H`` and ``W``
+divisible by ``2**len(channels)`` (28x28 and 32x32 fit two stages, 8x8 fits up to three).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import jax
+from flax import nnx
+from omegaconf import DictConfig
+
+from aejax.errors import ConfigError
+from aejax.models.contract import DECODERS, ENCODERS, activation
+
+KERNEL = (4, 4)
+STRIDE = (2, 2)
+Act = Callable[[jax.Array], jax.Array]
+
+
+class ConvEncoder(nnx.Module):
+    def __init__(self, example_shape: tuple[int, ...], channels: list[int], dense: Optional[int], act: Act,
+                 rngs: nnx.Rngs):
+        h, w, c = example_shape
+        widths = [c, *channels]
+        self.convs = nnx.List([nnx.Conv(a, b, KERNEL, strides=STRIDE, padding="SAME", rngs=rngs)
+                               for a, b in zip(widths[:-1], widths[1:])])
+        for _ in channels:
+            h, w = -(-h // 2), -(-w // 2)  # SAME padding with stride 2 rounds up
+        flat = h * w * channels[-1]
+        self.dense = nnx.Linear(flat, dense, rngs=rngs) if dense else None
+        self.channels = tuple(channels)  # read by the conv decoder to mirror the encoder
+        self.dense_width = dense or 0
+        self.features = dense or flat
+        self.act = act
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for conv in self.convs:
+            x = self.act(conv(x))
+        x = x.reshape(x.shape[0], -1)
+        return self.act(self.dense(x)) if self.dense is not None else x
+
+
+class ConvDecoder(nnx.Module):
+    def __init__(self, latent_dim: int, example_shape: tuple[int, ...], channels: list[int], dense: int, act: Act,
+                 rngs: nnx.Rngs):
+        h, w, c = example_shape
+        n = len(channels)
+        self.start = (h // 2**n, w // 2**n, channels[0])
+        self.dense = nnx.Linear(latent_dim, dense, rngs=rngs) if dense else None
+        self.project = nnx.Linear(dense or latent_dim, math.prod(self.start), rngs=rngs)
+        widths = [*channels, c]
+        self.deconvs = nnx.List([nnx.ConvTranspose(a, b, KERNEL, strides=STRIDE, padding="SAME", rngs=rngs)
+                                 for a, b in zip(widths[:-1], widths[1:])])
+        self.act = act
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        if self.dense is not None:
+            z = self.act(self.dense(z))
+        x = self.act(self.project(z)).reshape(z.shape[0], *self.start)
+        for i, deconv in enumerate(self.deconvs):
+            x = deconv(x)
+            if i < len(self.deconvs) - 1:
+                x = self.act(x)
+        return x
+
+
+@dataclass
+class ConvEncoderConfig:
+    name: str = "conv"
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # per stride-2 stage, from the image inward
+    activation: str = "relu"
+    dense: Optional[int] = None  # width of a dense layer after the convolutions; null: none
+
+
+@dataclass
+class ConvDecoderConfig:
+    name: str = "conv"
+    channels: Optional[list[int]] = None  # per stage, from the code outward; null mirrors a conv encoder
+    activation: str = "relu"
+    dense: Optional[int] = None  # dense layer before the projection; null mirrors a conv encoder, 0: none
+
+
+def _image(example_shape: tuple[int, ...], part: str) -> tuple[int, int, int]:
+    if len(example_shape) != 3:
+        raise ConfigError(f"{part}.name", f"the conv {part} needs images of shape HxWxC; got {tuple(example_shape)}")
+    return tuple(example_shape)  # type: ignore[return-value]
+
+
+def _positive(values: list[int], key: str) -> list[int]:
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(key, f"needs at least one stage and every value > 0; got {values}")
+    return values
+
+
+@ENCODERS.register("conv", ConvEncoderConfig)
+def conv_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs) -> ConvEncoder:
+    shape = _image(example_shape, "encoder")
+    if cfg.dense is not None and cfg.dense <= 0:
+        raise ConfigError("encoder.dense", f"must be > 0 or null; got {cfg.dense}")
+    channels = _positive(list(cfg.channels), "encoder.channels")
+    return ConvEncoder(shape, channels, cfg.dense, activation(cfg.activation, "encoder.activation"), rngs)
+
+
+@DECODERS.register("conv", ConvDecoderConfig)
+def conv_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder: nnx.Module, bottleneck: nnx.Module,
+                 rngs: nnx.Rngs) -> ConvDecoder:
+    h, w, c = _image(example_shape, "decoder")
+    mirror = isinstance(encoder, ConvEncoder)
+    default = list(reversed(encoder.channels)) if mirror else [64, 32]
+    channels = _positive(default if cfg.channels is None else list(cfg.channels), "decoder.channels")
+    dense = cfg.dense if cfg.dense is not None else (encoder.dense_width if mirror else 0)
+    if dense < 0:
+        raise ConfigError("decoder.dense", f"must be >= 0 (0 = no dense layer) or null; got {dense}")
+    n, f = len(channels), 2 ** len(channels)
+    if h % f or w % f:
+        fit = max(k for k in range(n + 1) if h % 2**k == 0 and w % 2**k == 0)
+        raise ConfigError("decoder.channels", f"{n} stride-2 stages need H and W divisible by {f}; got {h}x{w} "
+                                              f"(at most {fit} stages fit this image)")
+    return ConvDecoder(latent_dim, (h, w, c), channels, dense, activation(cfg.activation, "decoder.activation"), rngs)
