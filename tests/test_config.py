@@ -19,6 +19,12 @@ from aejax.experiment import run
     ("+nonsense=1", "nonsense: unknown top-level key"),
     ("optimizer.schedule=step", "optimizer.schedule"),
     ("optimizer.grad_clip=0", "optimizer.grad_clip: must be > 0"),
+    ("+variant.terms.kl.weight=1", "variant.terms.kl: the KL term needs a Gaussian code"),
+    ("+variant.terms.kl_sparsity.weight=1", "variant.terms.kl_sparsity: needs hidden activations in (0, 1)"),
+    ("+variant.terms.nope.weight=1", "variant.terms.nope: unknown term; known: contractive, kl, kl_sparsity, l1"),
+    ("+variant.terms.l1.wieght=1", "variant.terms.l1.wieght: unknown key; variant.terms.l1 takes: weight"),
+    ("variant.corruption={kind:mask,rate:1.5}", "variant.corruption.rate: must be in [0, 1]"),
+    ("variant.head=bayesian", "variant.head: must be one of deterministic, gaussian"),
 ])
 def test_validation_names_the_bad_key(override, message):
     with pytest.raises(ConfigError, match=None) as err:
@@ -33,6 +39,11 @@ def test_validation_names_the_bad_key(override, message):
     (("encoder.hidden=[32,0]",), "encoder.hidden: widths must be > 0"),
     (("optimizer.warmup_steps=5000",), "optimizer.warmup_steps: must be in [0, 1200)"),
     (("trainer.batch_size=2000",), "trainer.batch_size: 2000 is larger than the 1437 training examples"),
+    (("encoder=conv", "dataset=line2d"), "encoder.name: the conv encoder needs images of shape HxWxC; got (2,)"),
+    (("variant=tied", "encoder=conv"), "decoder.tied: tied weights need an mlp or linear encoder"),
+    (("decoder=conv", "decoder.channels=[8,8,8,8]"), "decoder.channels: 4 stride-2 stages need H and W divisible by 16"),
+    (("variant=vae", "dataset=layers3d"), "variant.recon: bce needs data in [0, 1]"),
+    (("variant=denoising", "variant.corruption.kind=salt_pepper", "dataset=line2d"), "salt_pepper sets values to 0 or 1"),
 ])
 def test_checks_that_need_the_data_run_before_anything_is_written(tmp_path, overrides, message):
     with pytest.raises(ConfigError) as err:
