@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from aejax.errors import ConfigError
+from aejax.errors import ConfigError, DataError
 
 
 def config_dir() -> str:
@@ -31,3 +31,6 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as e:
         print(f"aejax: invalid config: {e}", file=sys.stderr)
         sys.exit(2)
+    except DataError as e:
+        print(f"aejax: data unavailable: {e}", file=sys.stderr)
+        sys.exit(3)

@@ -47,6 +47,13 @@ class TrainerConfig:
     # training example is seen once per epoch, as with PyTorch's DataLoader.
     drop_last: bool = False
     progress: str = "auto"  # auto: a bar only when stderr is a terminal
+    # How batches reach the device: memory (the split on the device, one scan per epoch), stream
+    # (read with grain, `stream_chunk` batches per transfer), auto (memory when it fits a quarter
+    # of the device's memory, 2 GiB on CPU).
+    feed: str = "auto"
+    stream_chunk: int = 16
+    stream_workers: int = 4
+    stream_prefetch: int = 4
 
 
 @dataclass
@@ -113,9 +120,9 @@ def validate(cfg: DictConfig) -> DictConfig:
     out["variant"].terms = _merge_terms(raw.get("variant", {}).get("terms") or {})
     for group, registry in registries.items():
         node = raw.get(group)
-        if not isinstance(node, dict) or "name" not in node:
-            raise ConfigError(f"{group}.name", f"pick a {group}, e.g. {group}={registry.names()[0]}")
-        out[group] = _merge(registry[node["name"]].schema, node, group)
+        if not isinstance(node, dict) or registry.key not in node:
+            raise ConfigError(f"{group}.{registry.key}", f"pick a {group}, e.g. {group}={registry.names()[0]}")
+        out[group] = _merge(registry[node[registry.key]].schema, node, group)
     out_cfg = OmegaConf.create(out)
     OmegaConf.set_struct(out_cfg, True)
     _check_values(out_cfg)
@@ -156,13 +163,15 @@ def _check_values(cfg: DictConfig) -> None:
     from aejax.variants.losses import RECON_LOSSES
 
     _positive(cfg, "model.latent_dim", "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
-              "trainer.eval_batch_size", "optimizer.lr", "optimizer.grad_clip", "logger.init_timeout")
+              "trainer.eval_batch_size", "trainer.stream_chunk", "trainer.stream_workers",
+              "trainer.stream_prefetch", "optimizer.lr", "optimizer.grad_clip", "logger.init_timeout")
     if cfg.trainer.log_every < 0:
         raise ConfigError("trainer.log_every", f"must be >= 0 (0 logs once per epoch), got {cfg.trainer.log_every}")
     _choice(cfg, "model.output", ("auto", *OUTPUTS))
     _choice(cfg, "variant.recon", tuple(RECON_LOSSES))
     _choice(cfg, "logger.mode", LOGGER_MODES)
     _choice(cfg, "trainer.progress", PROGRESS)
+    _choice(cfg, "trainer.feed", ("auto", "memory", "stream"))
     _choice(cfg, "optimizer.schedule", SCHEDULES)
     _choice(cfg, "variant.head", HEADS)
     if cfg.variant.corruption is not None:

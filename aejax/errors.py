@@ -1,7 +1,13 @@
-"""The one error users see for bad input: it names the config key and says what to change."""
+"""The errors users see for bad input: each says what is wrong and what to do."""
 
 
 class ConfigError(ValueError):
+    """A config value that cannot work; names the key."""
+
     def __init__(self, key: str, message: str):
         self.key = key
         super().__init__(f"{key}: {message}")
+
+
+class DataError(RuntimeError):
+    """Data that cannot be had or trusted (missing offline, corrupt, unreachable); says how to get it."""

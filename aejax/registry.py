@@ -23,8 +23,11 @@ class Entry(Generic[F]):
 
 
 class Registry(Generic[F]):
-    def __init__(self, group: str):
+    """``key`` is the config field that picks the entry (``name``; datasets use ``kind``)."""
+
+    def __init__(self, group: str, key: str = "name"):
         self.group = group
+        self.key = key
         self._entries: dict[str, Entry[F]] = {}
 
     def register(self, name: str, schema: type) -> Callable[[F], F]:
@@ -41,7 +44,7 @@ class Registry(Generic[F]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries))
-            raise ConfigError(f"{self.group}.name", f"unknown {self.group} {name!r}; known: {known}") from None
+            raise ConfigError(f"{self.group}.{self.key}", f"unknown {self.group} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -2,21 +2,39 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Protocol, Union
 
 import numpy as np
 
 
+class ArraySource(Protocol):
+    """Random access to examples without holding them all: what streaming reads from.
+
+    A numpy array is one; so is ``aejax.data.tfds_source.ImageRecords`` over a TFDS data source.
+    ``source[indices]`` returns float32 examples ``[len(indices), *shape]``.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, indices: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """An in-memory dataset: float32 examples (flat vectors or HWC images) and int labels.
+    """Float32 examples (flat vectors or HxWxC images) and int labels, split in train and test.
 
     Labels are kept for colouring latent plots and for evaluation; training never sees them.
     ``unit_range`` says the values lie in [0, 1] (pixels), where a sigmoid output and BCE apply.
+    ``x_train`` is an array, or an ``ArraySource`` read on demand when the split is streamed
+    (``y_train`` may then be None); the test split is always in memory.
     """
 
     name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
+    x_train: Union[np.ndarray, ArraySource]
+    y_train: Optional[np.ndarray]
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
@@ -27,9 +45,9 @@ class Dataset:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.dtype != np.float32:
                 raise TypeError(f"{self.name}: x_{split} must be float32, got {x.dtype}")
-            if len(x) != len(y):
+            if y is not None and len(x) != len(y):
                 raise ValueError(f"{self.name}: {len(x)} {split} examples but {len(y)} labels")
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+        if tuple(self.x_train.shape[1:]) != tuple(self.x_test.shape[1:]):
             raise ValueError(f"{self.name}: train and test examples differ in shape")
 
     @property
@@ -39,3 +57,7 @@ class Dataset:
     @property
     def num_train(self) -> int:
         return len(self.x_train)
+
+    @property
+    def train_bytes(self) -> int:
+        return self.num_train * int(np.prod(self.example_shape)) * 4

@@ -14,6 +14,7 @@ from aejax.data.registry import DATASETS
 
 @dataclass
 class DigitsConfig:
+    kind: str = "digits"
     name: str = "digits"
     test_size: float = 0.2
     split_seed: int = 42  # the split is part of the dataset, not of the training seed

@@ -29,6 +29,7 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, test_size: float, rng: np.ra
 
 @dataclass
 class Line2DConfig:
+    kind: str = "line2d"
     name: str = "line2d"
     num_examples: int = 1000
     slope: float = 0.9
@@ -52,6 +53,7 @@ def line2d(cfg: DictConfig) -> Dataset:
 
 @dataclass
 class Layers3DConfig:
+    kind: str = "layers3d"
     name: str = "layers3d"
     num_layers: int = 3
     points_per_layer: int = 400

@@ -42,6 +42,15 @@ def make_epoch_fn(train_step, batch_size: int, drop_last: bool):
     return jax.jit(epoch, donate_argnums=0)
 
 
+def make_chunk_fn(train_step):
+    """``chunk(state, xs, ws) -> (state, per-step metrics)``: a scan over ``[k, batch, ...]`` given batches."""
+
+    def chunk(state, xs, ws):
+        return jax.lax.scan(lambda state, batch: train_step(state, *batch), state, (xs, ws))
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
 def pad_to_chunks(x: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
     """Split ``x`` into ``[num_chunks, chunk, ...]`` with zero padding and 0/1 weights."""
     chunk = min(chunk, len(x))

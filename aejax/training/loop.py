@@ -19,7 +19,9 @@ from omegaconf import DictConfig
 from aejax.data import Dataset
 from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import Tracker, progress_bar
-from aejax.training.epoch import make_epoch_fn, make_eval_fn, pad_to_chunks, steps_per_epoch
+from aejax.training.epoch import (epoch_batches, make_chunk_fn, make_epoch_fn, make_eval_fn, pad_to_chunks,
+                                  steps_per_epoch)
+from aejax.training.feed import StreamFeed, choose_feed, load_all
 from aejax.training.optim import build_optimizer
 from aejax.training.state import TrainState, count_params, create_train_state
 from aejax.training.step import make_train_step
@@ -65,6 +67,37 @@ def _epoch_mean(metrics: dict[str, np.ndarray], name: str) -> float:
     return float(np.sum(metrics[name] * counts) / np.sum(counts))
 
 
+def _memory_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainState, key: jax.Array):
+    """Epochs over the training split held on the device: one compiled scan per epoch."""
+    x_train = jax.device_put(load_all(data))
+    run = make_epoch_fn(train_step, trainer.batch_size, trainer.drop_last).lower(state, x_train, key).compile()
+    return lambda state, key: run(state, x_train, key)
+
+
+def _stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainState, key: jax.Array):
+    """Epochs streamed from the source: grain reads chunks of batches, a compiled scan runs each."""
+    n, batch = data.num_train, trainer.batch_size
+    order = jax.jit(epoch_batches, static_argnums=(1, 2, 3))
+    feed = StreamFeed(data.x_train, trainer.stream_chunk, trainer.stream_workers, trainer.stream_prefetch)
+    steps = steps_per_epoch(n, batch, trainer.drop_last)
+    chunk_fn = make_chunk_fn(train_step)
+    compiled = {}
+    for k in {min(trainer.stream_chunk, steps), steps % trainer.stream_chunk} - {0}:  # full and last chunks
+        xs = jax.ShapeDtypeStruct((k, batch // jax.process_count(), *data.example_shape), np.float32)
+        ws = jax.ShapeDtypeStruct((k, batch // jax.process_count()), np.float32)
+        compiled[k] = chunk_fn.lower(state, xs, ws).compile()
+
+    def run(state, key):
+        idx, weights = jax.device_get(order(key, n, batch, trainer.drop_last))
+        metrics = []
+        for xs, ws in feed.epoch(np.asarray(idx), np.asarray(weights)):
+            state, m = compiled[len(xs)](state, jax.device_put(xs), jax.device_put(ws))
+            metrics.append(m)
+        return state, jax.tree_util.tree_map(lambda *parts: np.concatenate(parts), *jax.device_get(metrics))
+
+    return run
+
+
 def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     trainer = cfg.trainer
     init_key, order_key, state_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
@@ -74,12 +107,12 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     graphdef, state = create_train_state(lambda key: build_autoencoder(cfg, data.example_shape, output, key),
                                          tx, init_key, state_key)
     objective = build_objective(cfg.variant)
+    feed = choose_feed(trainer.feed, data)
 
-    x_train = jax.device_put(data.x_train)
     test_chunks, test_weights = (jax.device_put(a) for a in pad_to_chunks(data.x_test, trainer.eval_batch_size))
     start = time.perf_counter()
-    run_epoch = make_epoch_fn(make_train_step(graphdef, objective, tx), trainer.batch_size, trainer.drop_last)
-    run_epoch = run_epoch.lower(state, x_train, order_key).compile()
+    runner = _memory_runner if feed == "memory" else _stream_runner
+    run_epoch = runner(data, make_train_step(graphdef, objective, tx), trainer, state, order_key)
     evaluate = make_eval_fn(graphdef, objective).lower(state.params, test_chunks, test_weights, eval_key).compile()
     compile_s = time.perf_counter() - start
 
@@ -97,7 +130,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     with bar:
         for epoch in range(1, trainer.epochs + 1):
             first_step = (epoch - 1) * steps + 1
-            state, metrics = run_epoch(state, x_train, jax.random.fold_in(order_key, epoch))
+            state, metrics = run_epoch(state, jax.random.fold_in(order_key, epoch))
             metrics = jax.device_get(metrics)
             rows = train_rows.add(metrics, first_step, last=epoch == trainer.epochs)
             last_step = epoch * steps
@@ -124,6 +157,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
         "epochs": trainer.epochs,
         "steps": trainer.epochs * steps,
         "num_params": count_params(state.params),
+        "feed": feed,
         "compile_time_s": round(compile_s, 3),
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trainer.epochs * data.num_train / train_s, 1),

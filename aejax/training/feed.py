@@ -1,0 +1,72 @@
+"""How training batches reach the device.
+
+- ``memory``: the whole training split is put on the device once; an epoch is one compiled
+  ``lax.scan`` that gathers its batches there (the fast path for datasets that fit).
+- ``stream``: the split stays in its source (a TFDS data source, or any ``ArraySource``); grain
+  reads each batch with worker threads and prefetching, ``chunk`` batches are stacked and sent
+  to the device at once, and a compiled scan runs over them.
+
+Both use the same per-epoch order (``epoch_batches`` with the same key), so for a given seed
+they see the same examples in the same order. ``auto`` streams only what does not fit a budget
+of device memory. With several processes (multi-host), each reads its own columns of the global
+batch.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import grain
+import jax
+import numpy as np
+
+from aejax.data import Dataset
+
+FEEDS = ("auto", "memory", "stream")
+CPU_BUDGET = 2 * 2**30  # host RAM is the limit on CPU; stay well below it
+
+
+def memory_budget(fraction: float = 0.25) -> int:
+    """The bytes of training data worth keeping on the device: a fraction of its memory."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    return int(limit * fraction) if limit else CPU_BUDGET
+
+
+def choose_feed(mode: str, data: Dataset, budget: int | None = None) -> str:
+    if mode != "auto":
+        return mode
+    return "memory" if data.train_bytes <= (budget or memory_budget()) else "stream"
+
+
+def load_all(data: Dataset) -> np.ndarray:
+    """The training split as one array (reads a streamed source completely)."""
+    if isinstance(data.x_train, np.ndarray):
+        return data.x_train
+    return data.x_train[np.arange(data.num_train)]
+
+
+class StreamFeed:
+    """Yields ``(x, w)`` chunks of ``[k, batch, ...]`` in a given epoch order, read by grain threads."""
+
+    def __init__(self, source, chunk: int, workers: int, prefetch: int):
+        self.source, self.chunk = source, chunk
+        self.options = grain.ReadOptions(num_threads=workers, prefetch_buffer_size=prefetch)
+        self.process, self.processes = jax.process_index(), jax.process_count()
+
+    def _local(self, idx: np.ndarray) -> np.ndarray:
+        """This process's columns of the global batches (all of them with one process)."""
+        per = idx.shape[1] // self.processes
+        return idx[:, self.process * per:(self.process + 1) * per]
+
+    def epoch(self, idx: np.ndarray, weights: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        idx, weights = self._local(idx), self._local(weights)
+        steps = len(idx)
+        starts = list(range(0, steps, self.chunk))
+        source = self.source
+
+        def read(start: int) -> tuple[np.ndarray, np.ndarray]:
+            block = idx[start:start + self.chunk]
+            x = source[block.reshape(-1)]
+            return x.reshape(*block.shape, *x.shape[1:]), weights[start:start + self.chunk]
+
+        yield from grain.MapDataset.source(starts).map(read).to_iter_dataset(self.options)
