@@ -125,6 +125,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         out[group] = _merge(registry[node[registry.key]].schema, node, group)
     out_cfg = OmegaConf.create(out)
     OmegaConf.set_struct(out_cfg, True)
+    missing = sorted(OmegaConf.missing_keys(out_cfg))
+    if missing:
+        raise ConfigError(missing[0], f"needs a value: add {missing[0]}=... to the command line")
     _check_values(out_cfg)
     return out_cfg
 
