@@ -39,3 +39,20 @@ def run_cli(*args: str, cwd: Path, command: tuple[str, ...] = (sys.executable, "
 @pytest.fixture
 def composed():
     return compose_config
+
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+@pytest.fixture(scope="session")
+def prepared_fashion_mnist(tmp_path_factory, worker_id) -> Path:
+    """A data dir with Fashion-MNIST prepared from Debian's files, shared by the xdist workers
+    (``prepare`` takes a file lock, so the first worker builds it and the others wait)."""
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist (installed by .ci/run)")
+    from aejax.data import mnist_family
+
+    root = tmp_path_factory.getbasetemp()
+    data_dir = (root if worker_id == "master" else root.parent) / "mnist_family_data"
+    mnist_family.prepare("fashion_mnist", data_dir=data_dir)
+    return data_dir

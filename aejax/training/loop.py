@@ -67,9 +67,8 @@ def _epoch_mean(metrics: dict[str, np.ndarray], name: str) -> float:
     return float(np.sum(metrics[name] * counts) / np.sum(counts))
 
 
-def _memory_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainState, key: jax.Array):
+def _memory_runner(x_train: jax.Array, train_step, trainer: DictConfig, state: TrainState, key: jax.Array):
     """Epochs over the training split held on the device: one compiled scan per epoch."""
-    x_train = jax.device_put(load_all(data))
     run = make_epoch_fn(train_step, trainer.batch_size, trainer.drop_last).lower(state, x_train, key).compile()
     return lambda state, key: run(state, x_train, key)
 
@@ -110,9 +109,16 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     feed = choose_feed(trainer.feed, data)
 
     test_chunks, test_weights = (jax.device_put(a) for a in pad_to_chunks(data.x_test, trainer.eval_batch_size))
+    train_step = make_train_step(graphdef, objective, tx)
+    if feed == "memory":
+        start = time.perf_counter()
+        source = jax.device_put(load_all(data))
+        log.info("training split on the device: %.0f MB in %.2f s", source.nbytes / 2**20, time.perf_counter() - start)
+    else:
+        source = data
     start = time.perf_counter()
     runner = _memory_runner if feed == "memory" else _stream_runner
-    run_epoch = runner(data, make_train_step(graphdef, objective, tx), trainer, state, order_key)
+    run_epoch = runner(source, train_step, trainer, state, order_key)
     evaluate = make_eval_fn(graphdef, objective).lower(state.params, test_chunks, test_weights, eval_key).compile()
     compile_s = time.perf_counter() - start
 

@@ -1,0 +1,118 @@
+"""TFDS-backed datasets: the MNIST family (no TensorFlow needed) and any built-in TFDS dataset.
+
+Both read random-access ``tfds.data_source``s. Splits that fit in host memory are read once
+into arrays (the feed then puts them on the device or streams them); a larger training split
+stays an ``ImageRecords`` source that the streaming feed reads on demand. Pixels are scaled to
+[0, 1]; labels and class names are kept for plots and evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+from omegaconf import DictConfig
+
+from aejax.data.base import Dataset
+from aejax.data.registry import DATASETS
+from aejax.errors import DataError
+
+READ_BLOCK = 8192  # records per read when a split is read whole
+HOST_MEMORY_MAX = 2 * 2**30  # a training split larger than this (as float32) is streamed from its source
+
+
+class ImageRecords:
+    """A data source's images as float32, scaled to [0, 1] when stored as uint8 (an ``ArraySource``)."""
+
+    def __init__(self, source: Any, image_key: str = "image"):
+        self.source, self.key = source, image_key
+        first = np.asarray(source[0][image_key])
+        self.pixels = first.dtype == np.uint8  # 0..255, scaled to [0, 1]
+        self.shape = (len(source), *first.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def to_float(self, images: np.ndarray) -> np.ndarray:
+        images = images.astype(np.float32)
+        return images / np.float32(255) if self.pixels else images
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, indices: np.ndarray) -> np.ndarray:
+        records = self.source.__getitems__([int(i) for i in np.ravel(indices)])
+        images = self.to_float(np.stack([np.asarray(r[self.key]) for r in records]))
+        return images.reshape(*np.shape(indices), *self.shape[1:])
+
+
+def read_all(source: Any, image_key: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A whole split in one pass: float32 images in [0, 1] and int labels."""
+    images, labels = ImageRecords(source, image_key), []
+    x = np.empty(images.shape, np.float32)
+    for start in range(0, len(images), READ_BLOCK):
+        records = source.__getitems__(list(range(start, min(start + READ_BLOCK, len(images)))))
+        x[start:start + len(records)] = images.to_float(np.stack([np.asarray(r[image_key]) for r in records]))
+        labels.extend(int(r[label_key]) for r in records)
+    return x, np.asarray(labels, np.int32)
+
+
+def _dataset(name: str, sources: dict[str, Any], image_key: str, label_key: str, class_names: tuple[str, ...],
+             train_split: str = "train", test_split: str = "test") -> Dataset:
+    """Splits that fit in host memory are read once; a larger training split stays a source, read on demand."""
+    train = ImageRecords(sources[train_split], image_key)
+    if len(train) * int(np.prod(train.shape[1:])) * 4 <= HOST_MEMORY_MAX:
+        x_train, y_train = read_all(sources[train_split], image_key, label_key)
+    else:
+        x_train, y_train = train, None  # streamed; its labels are not read
+    x_test, y_test = read_all(sources[test_split], image_key, label_key)
+    return Dataset(name, x_train, y_train, x_test, y_test, class_names, unit_range=train.pixels)
+
+
+@dataclass
+class MNISTFamilyConfig:
+    kind: str = "mnist_family"
+    name: str = "fashion_mnist"  # mnist | fashion_mnist | kmnist
+    source_dir: Optional[str] = None  # a folder with the four IDX .gz files (else known places, else download)
+    data_dir: Optional[str] = None  # where the prepared cache lives (TFDS's default when null)
+    base_url: Optional[str] = None  # a mirror to download from (the upstream one when null)
+    download: bool = True
+
+
+@DATASETS.register("mnist_family", MNISTFamilyConfig)
+def mnist_family(cfg: DictConfig) -> Dataset:
+    from aejax.data import mnist_family as family
+
+    sources = family.data_sources(cfg.name, cfg.data_dir, cfg.source_dir, cfg.base_url, cfg.download)
+    return _dataset(cfg.name, sources, "image", "label", family.class_names(cfg.name))
+
+
+@dataclass
+class TFDSConfig:
+    kind: str = "tfds"
+    name: str = "???"  # any TFDS dataset name, e.g. cifar10
+    image_key: str = "image"
+    label_key: str = "label"
+    train_split: str = "train"
+    test_split: str = "test"
+    data_dir: Optional[str] = None
+    download: bool = True
+
+
+@DATASETS.register("tfds", TFDSConfig)
+def tfds_dataset(cfg: DictConfig) -> Dataset:
+    """Any built-in TFDS dataset, prepared as array_record (needs TensorFlow: ``pip install "aejax[tf]"``)."""
+    try:
+        import tensorflow  # noqa: F401  (TFDS needs it to prepare its built-in datasets)
+    except ImportError:
+        raise DataError(f"dataset=tfds ({cfg.name}) needs TensorFlow to prepare TFDS's built-in datasets: "
+                        f"pip install \"aejax[tf]\". The MNIST family (dataset=mnist, fashion_mnist, kmnist) "
+                        f"needs no TensorFlow.") from None
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(cfg.name, data_dir=cfg.data_dir, file_format="array_record")
+    if not builder.is_prepared():
+        if not cfg.download:
+            raise DataError(f"{cfg.name} is not prepared in {builder.data_dir} and dataset.download=false")
+        builder.download_and_prepare(file_format="array_record")
+    sources = builder.as_data_source()
+    names = tuple(builder.info.features[cfg.label_key].names)
+    return _dataset(cfg.name, sources, cfg.image_key, cfg.label_key, names, cfg.train_split, cfg.test_split)
