@@ -54,3 +54,26 @@ def test_auto_streams_only_what_does_not_fit(digits):
     assert choose_feed("auto", digits, budget=10**6) == "memory"
     assert choose_feed("auto", digits, budget=10**5) == "stream"
     assert choose_feed("stream", digits, budget=10**9) == "stream"
+
+
+def test_conv_nets_on_cpu_stream_unrolled_chunks(digits):
+    from aejax.training.feed import plan_feed
+
+    trainer = compose_config("logger.mode=disabled").trainer
+    assert plan_feed(trainer, digits, has_conv=True, backend="cpu") == ("stream", True)
+    assert plan_feed(trainer, digits, has_conv=True, backend="gpu") == ("memory", False)
+    assert plan_feed(trainer, digits, has_conv=False, backend="cpu") == ("memory", False)
+    forced = compose_config("logger.mode=disabled", "trainer.feed=memory").trainer
+    assert plan_feed(forced, digits, has_conv=True, backend="cpu") == ("memory", False)  # an explicit feed wins
+
+
+def test_unrolled_chunks_give_the_looped_numbers(tmp_path):
+    args = ("encoder=conv", "decoder=conv", "trainer.epochs=2", "trainer.feed=stream", "logger.mode=disabled",
+            "trainer.progress=off", "trainer.unroll_steps=5", "trainer.stream_chunk=5")
+    run(compose_config(*args, "trainer.unroll=off"), tmp_path / "loop")
+    run(compose_config(*args, "trainer.unroll=on"), tmp_path / "unrolled")
+    rows = {f: [json.loads(x) for x in (tmp_path / f / "metrics.jsonl").read_text().splitlines()] for f in ("loop", "unrolled")}
+    for a, b in zip(rows["loop"], rows["unrolled"]):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-4), k

@@ -42,11 +42,12 @@ def make_epoch_fn(train_step, batch_size: int, drop_last: bool):
     return jax.jit(epoch, donate_argnums=0)
 
 
-def make_chunk_fn(train_step):
-    """``chunk(state, xs, ws) -> (state, per-step metrics)``: a scan over ``[k, batch, ...]`` given batches."""
+def make_chunk_fn(train_step, unroll: bool = False):
+    """``chunk(state, xs, ws) -> (state, per-step metrics)``: a scan over ``[k, batch, ...]`` given batches;
+    with ``unroll`` the k steps are compiled as straight-line code, without a loop."""
 
     def chunk(state, xs, ws):
-        return jax.lax.scan(lambda state, batch: train_step(state, *batch), state, (xs, ws))
+        return jax.lax.scan(lambda state, batch: train_step(state, *batch), state, (xs, ws), unroll=unroll or 1)
 
     return jax.jit(chunk, donate_argnums=0)
 

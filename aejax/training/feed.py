@@ -38,6 +38,16 @@ def choose_feed(mode: str, data: Dataset, budget: int | None = None) -> str:
     return "memory" if data.train_bytes <= (budget or memory_budget()) else "stream"
 
 
+def plan_feed(trainer, data: Dataset, has_conv: bool, backend: str | None = None) -> tuple[str, bool]:
+    """``(feed, unroll)``. XLA:CPU runs convolutions inside a compiled loop (``lax.scan``) about 4x
+    slower than outside one, so ``unroll=auto`` turns on for conv nets on CPU: the stream feed then
+    runs chunks of ``unroll_steps`` steps compiled without a loop (and ``feed=auto`` picks it)."""
+    backend = backend or jax.default_backend()
+    unroll = trainer.unroll == "on" or (trainer.unroll == "auto" and has_conv and backend == "cpu")
+    feed = "stream" if unroll and trainer.feed == "auto" else choose_feed(trainer.feed, data)
+    return feed, unroll and feed == "stream"
+
+
 def load_all(data: Dataset) -> np.ndarray:
     """The training split as one array (reads a streamed source completely)."""
     if isinstance(data.x_train, np.ndarray):

@@ -21,7 +21,7 @@ from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import Tracker, progress_bar
 from aejax.training.epoch import (epoch_batches, make_chunk_fn, make_epoch_fn, make_eval_fn, pad_to_chunks,
                                   steps_per_epoch)
-from aejax.training.feed import StreamFeed, choose_feed, load_all
+from aejax.training.feed import StreamFeed, load_all, plan_feed
 from aejax.training.optim import build_optimizer
 from aejax.training.state import TrainState, count_params, create_train_state
 from aejax.training.step import make_train_step
@@ -73,15 +73,17 @@ def _memory_runner(x_train: jax.Array, train_step, trainer: DictConfig, state: T
     return lambda state, key: run(state, x_train, key)
 
 
-def _stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainState, key: jax.Array):
+def _stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainState, key: jax.Array,
+                   unroll: bool = False):
     """Epochs streamed from the source: grain reads chunks of batches, a compiled scan runs each."""
     n, batch = data.num_train, trainer.batch_size
+    chunk = trainer.unroll_steps if unroll else trainer.stream_chunk
     order = jax.jit(epoch_batches, static_argnums=(1, 2, 3))
-    feed = StreamFeed(data.x_train, trainer.stream_chunk, trainer.stream_workers, trainer.stream_prefetch)
+    feed = StreamFeed(data.x_train, chunk, trainer.stream_workers, trainer.stream_prefetch)
     steps = steps_per_epoch(n, batch, trainer.drop_last)
-    chunk_fn = make_chunk_fn(train_step)
+    chunk_fn = make_chunk_fn(train_step, unroll)
     compiled = {}
-    for k in {min(trainer.stream_chunk, steps), steps % trainer.stream_chunk} - {0}:  # full and last chunks
+    for k in {min(chunk, steps), steps % chunk} - {0}:  # full and last chunks
         xs = jax.ShapeDtypeStruct((k, batch // jax.process_count(), *data.example_shape), np.float32)
         ws = jax.ShapeDtypeStruct((k, batch // jax.process_count()), np.float32)
         compiled[k] = chunk_fn.lower(state, xs, ws).compile()
@@ -106,7 +108,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     graphdef, state = create_train_state(lambda key: build_autoencoder(cfg, data.example_shape, output, key),
                                          tx, init_key, state_key)
     objective = build_objective(cfg.variant)
-    feed = choose_feed(trainer.feed, data)
+    feed, unroll = plan_feed(trainer, data, has_conv="conv" in (cfg.encoder.name, cfg.decoder.name))
 
     test_chunks, test_weights = (jax.device_put(a) for a in pad_to_chunks(data.x_test, trainer.eval_batch_size))
     train_step = make_train_step(graphdef, objective, tx)
@@ -117,8 +119,10 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     else:
         source = data
     start = time.perf_counter()
-    runner = _memory_runner if feed == "memory" else _stream_runner
-    run_epoch = runner(source, train_step, trainer, state, order_key)
+    if feed == "memory":
+        run_epoch = _memory_runner(source, train_step, trainer, state, order_key)
+    else:
+        run_epoch = _stream_runner(source, train_step, trainer, state, order_key, unroll)
     evaluate = make_eval_fn(graphdef, objective).lower(state.params, test_chunks, test_weights, eval_key).compile()
     compile_s = time.perf_counter() - start
 
@@ -163,7 +167,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
         "epochs": trainer.epochs,
         "steps": trainer.epochs * steps,
         "num_params": count_params(state.params),
-        "feed": feed,
+        "feed": feed + (" (unrolled)" if unroll else ""),
         "compile_time_s": round(compile_s, 3),
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trainer.epochs * data.num_train / train_s, 1),
