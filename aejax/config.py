@@ -73,12 +73,30 @@ class LoggerConfig:
 
 
 @dataclass
+class AnomalyConfig:
+    normal_classes: list[int] = field(default_factory=list)  # train on these classes only
+    percentile: float = 95.0  # the detection threshold: this percentile of the training errors
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True  # test/* metrics at the end of the run (see aejax.analysis.evaluate)
+    probe: bool = True  # linear probe and kNN accuracy of the codes (needs labels)
+    knn_k: int = 5
+    probe_examples: int = 10000  # training examples whose codes fit the probes
+    iwae_samples: int = 64  # importance samples of the VAE's NLL estimate
+    iwae_examples: int = 1000  # test examples it is computed on
+    anomaly: Optional[AnomalyConfig] = None
+
+
+@dataclass
 class TopConfig:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     variant: VariantConfig = field(default_factory=VariantConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _registries() -> dict[str, Any]:
@@ -169,6 +187,12 @@ def _check_values(cfg: DictConfig) -> None:
     from aejax.training.optim import SCHEDULES
     from aejax.variants.losses import RECON_LOSSES
 
+    _positive(cfg, "eval.knn_k", "eval.probe_examples", "eval.iwae_samples", "eval.iwae_examples")
+    anomaly = cfg.eval.anomaly
+    if anomaly is not None and not anomaly.normal_classes:
+        raise ConfigError("eval.anomaly.normal_classes", "list the classes to train on, e.g. [0,1,2,3,4]")
+    if anomaly is not None and not 0 < anomaly.percentile < 100:
+        raise ConfigError("eval.anomaly.percentile", f"must be in (0, 100), got {anomaly.percentile}")
     _positive(cfg, "model.latent_dim", "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
               "trainer.eval_batch_size", "trainer.stream_chunk", "trainer.stream_workers",
               "trainer.stream_prefetch", "trainer.unroll_steps", "optimizer.lr", "optimizer.grad_clip", "logger.init_timeout")

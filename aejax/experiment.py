@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
+from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.config import validate
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
@@ -52,12 +53,17 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     """Train the configured autoencoder; return the final validation loss (for sweepers)."""
     cfg = validate(cfg)
     data = load_dataset(cfg.dataset)
+    if cfg.eval.anomaly is not None:
+        data = normal_classes_only(data, cfg.eval.anomaly)
     check_against_data(cfg, data)
 
     trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg))
     status = "failed"
     try:
         result = fit(cfg, data, trackers)
+        if cfg.eval.enabled:
+            key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+            result.summary.update(evaluate(cfg, data, result.graphdef, result.state.params, key))
         trackers.summary({**result.summary, "run_dir": str(run_dir)})
         status = "finished"
     finally:
@@ -74,8 +80,16 @@ def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, track
         f"({s['examples_per_s']:,.0f} examples/s) after {s['compile_time_s']:.2f} s compiling; {s['num_params']:,} parameters",
         f"  train/loss {s['train/loss']:.5f}   val/loss {s['val/loss']:.5f}   "
         f"(best {s['val/loss_best']:.5f} at epoch {s['val/loss_best_epoch']}; {cfg.variant.recon}, mean per value)",
-        f"  run dir: {run_dir}",
     ]
+    if "test/mse" in s:
+        parts = [f"test/mse {s['test/mse']:.5f}", f"PCA at k={cfg.model.latent_dim} {s['test/pca_mse']:.5f} "
+                 f"(AE/PCA {s['test/ae_pca_ratio']:.2f})"]
+        parts += [f"{label} {s[key]:.1%}" for key, label in (("test/probe_accuracy", "probe"), ("test/knn_accuracy", "kNN"))
+                  if key in s]
+        parts += [f"{label} {s[key]:.4g}" for key, label in (("test/iwae_nll", "NLL"), ("anomaly/auroc", "anomaly AUROC"))
+                  if key in s]
+        lines.append("  " + "   ".join(parts))
+    lines.append(f"  run dir: {run_dir}")
     for sink in trackers.sinks:
         if hasattr(sink, "location"):
             hint = f" (upload with `wandb sync {sink.location}`)" if sink.mode == "offline" else ""

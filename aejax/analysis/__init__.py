@@ -1,0 +1,1 @@
+"""Analysis of trained autoencoders: evaluation metrics on reconstructions and latent codes."""

@@ -1,0 +1,113 @@
+"""End-of-run evaluation: the numbers that let a sweep answer its question.
+
+On the test split: reconstruction error (MSE, BCE for data in [0, 1], PSNR), the PCA baseline
+at the same bottleneck size fitted on the training split and the ratio AE/PCA, and the worth of
+the code for labels it never saw (a linear probe and k-nearest neighbours, trained on the codes
+of the training split). For Gaussian heads with BCE (a Bernoulli decoder): the ELBO, an
+importance-weighted estimate of the negative log-likelihood and the number of active units.
+With ``eval.anomaly`` (training on some classes only): AUROC of the reconstruction error for the
+held-out classes and the detection rate at a percentile of the training errors.
+All heavy work runs compiled on the device, a chunk at a time; the probes use scikit-learn.
+"""
+from __future__ import annotations
+
+import math
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from omegaconf import DictConfig
+
+from aejax.analysis import metrics
+from aejax.data import Dataset
+from aejax.errors import ConfigError
+
+
+def normal_classes_only(data: Dataset, anomaly: DictConfig) -> Dataset:
+    """The dataset with its training split restricted to ``anomaly.normal_classes``."""
+    if data.y_train is None:
+        raise ConfigError("eval.anomaly", f"{data.name}'s training labels are not loaded (a streamed split)")
+    unknown = sorted(set(anomaly.normal_classes) - set(np.unique(data.y_train).tolist()))
+    if unknown:
+        raise ConfigError("eval.anomaly.normal_classes", f"{data.name} has no class {unknown[0]}")
+    keep = np.isin(data.y_train, list(anomaly.normal_classes))
+    return Dataset(data.name, np.asarray(data.x_train)[keep], data.y_train[keep], data.x_test, data.y_test,
+                   data.class_names, data.unit_range)
+
+
+def _per_example(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    """Codes (posterior means), log-variances and reconstruction errors, a compiled chunk at a time."""
+
+    @jax.jit
+    def chunk(params, x):
+        model = nnx.merge(graphdef, params)
+        mean, logvar = model.code_params(model.features(x))
+        logits = model.decode_logits(mean)
+        flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731
+        out = {"z": mean, "mse": jnp.mean(flat(jnp.square(model.activate(logits) - x)), axis=1)}
+        if model.output == "sigmoid":
+            out["bce"] = jnp.mean(flat(optax.sigmoid_binary_cross_entropy(logits, x)), axis=1)
+        if logvar is not None:
+            out["logvar"] = logvar
+        return out
+
+    parts = [jax.device_get(chunk(params, jnp.asarray(x[i:i + batch]))) for i in range(0, len(x), batch)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _iwae_bounds(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, mean: np.ndarray, logvar: np.ndarray,
+                 samples: int, key: jax.Array, batch: int) -> np.ndarray:
+    """Importance-weighted lower bounds on log p(x), Bernoulli decoder, nats per example."""
+    model = nnx.merge(graphdef, params)
+
+    @jax.jit
+    def bound(x, mean, logvar, key):
+        def log_px_given_z(z):
+            values = -optax.sigmoid_binary_cross_entropy(model.decode_logits(z), x)
+            return jnp.sum(values.reshape(x.shape[0], -1), axis=1)
+
+        return metrics.gaussian_iwae(log_px_given_z, mean, logvar, key, samples)
+
+    chunks = range(0, len(x), batch)
+    return np.concatenate([jax.device_get(bound(*(jnp.asarray(a[i:i + batch]) for a in (x, mean, logvar)),
+                                                jax.random.fold_in(key, i))) for i in chunks])
+
+
+def evaluate(cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx.State,
+             key: jax.Array) -> dict[str, float]:
+    """The ``test/*`` (and ``anomaly/*``) summary of a trained model."""
+    e, batch = cfg.eval, cfg.trainer.eval_batch_size
+    test = _per_example(graphdef, params, data.x_test, batch)
+    out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
+    if "bce" in test:
+        out["test/bce"] = float(np.mean(test["bce"]))
+    if data.unit_range:
+        out["test/psnr"] = metrics.psnr(out["test/mse"])
+
+    # The training split as far as it is needed: all of it in memory, the first probe_examples if streamed.
+    streamed = not isinstance(data.x_train, np.ndarray)
+    x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
+    out["test/pca_mse"] = metrics.pca_test_mse(x_train, data.x_test, cfg.model.latent_dim)
+    out["test/ae_pca_ratio"] = out["test/mse"] / out["test/pca_mse"] if out["test/pca_mse"] > 0 else math.inf
+
+    train = _per_example(graphdef, params, x_train[: e.probe_examples], batch)
+    if e.probe and data.y_train is not None:
+        y_train = data.y_train[: len(train["z"])]
+        out["test/probe_accuracy"] = metrics.linear_probe_accuracy(train["z"], y_train, test["z"], data.y_test)
+        out["test/knn_accuracy"] = metrics.knn_accuracy(train["z"], y_train, test["z"], data.y_test, e.knn_k)
+
+    if "logvar" in test and cfg.variant.recon == "bce":  # a VAE with a Bernoulli decoder
+        n = min(e.iwae_examples, len(data.x_test))
+        args = (graphdef, params, data.x_test[:n], test["z"][:n], test["logvar"][:n])
+        out["test/elbo"] = float(np.mean(_iwae_bounds(*args, 1, key, batch)))  # one sample: the ELBO
+        out["test/iwae_nll"] = -float(np.mean(_iwae_bounds(*args, e.iwae_samples, key, batch)))
+        out["test/active_units"] = metrics.active_units(test["z"])
+
+    if e.anomaly is not None:
+        normal = np.isin(data.y_test, list(e.anomaly.normal_classes))
+        out["anomaly/auroc"] = metrics.auroc(test["mse"][normal], test["mse"][~normal])
+        threshold, rate = metrics.detection_rate(train["mse"], test["mse"][~normal], e.anomaly.percentile)
+        out["anomaly/threshold"], out["anomaly/detection_rate"] = threshold, rate
+        out["anomaly/false_alarm_rate"] = float(np.mean(test["mse"][normal] > threshold))
+    return out
