@@ -12,6 +12,7 @@ All heavy work runs compiled on the device, a chunk at a time; the probes use sc
 from __future__ import annotations
 
 import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +23,7 @@ from omegaconf import DictConfig
 from aejax.analysis import metrics
 from aejax.data import Dataset
 from aejax.errors import ConfigError
+from aejax.variants.losses import bce, mse
 
 
 def normal_classes_only(data: Dataset, anomaly: DictConfig) -> Dataset:
@@ -44,10 +46,9 @@ def _per_example(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, batch
         model = nnx.merge(graphdef, params)
         mean, logvar = model.code_params(model.features(x))
         logits = model.decode_logits(mean)
-        flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731
-        out = {"z": mean, "mse": jnp.mean(flat(jnp.square(model.activate(logits) - x)), axis=1)}
+        out = {"z": mean, "mse": mse(x, logits, model.activate)}
         if model.output == "sigmoid":
-            out["bce"] = jnp.mean(flat(optax.sigmoid_binary_cross_entropy(logits, x)), axis=1)
+            out["bce"] = bce(x, logits, model.activate)
         if logvar is not None:
             out["logvar"] = logvar
         return out
