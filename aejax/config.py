@@ -12,8 +12,14 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from aejax.data import DATASETS
 from aejax.errors import ConfigError
+from aejax.models import DECODERS, ENCODERS, HEADS, OUTPUTS
+from aejax.training.optim import OPTIMIZERS, SCHEDULES
 from aejax.variants.corruption import CorruptionConfig
+from aejax.variants.corruption import check as check_corruption
+from aejax.variants.losses import RECON_LOSSES
+from aejax.variants.terms import TERMS, check_terms
 
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 PROGRESS = ("auto", "on", "off")
@@ -100,11 +106,6 @@ class TopConfig:
 
 
 def _registries() -> dict[str, Any]:
-    # Imported here so that `aejax.config` stays importable without JAX.
-    from aejax.data import DATASETS
-    from aejax.models import DECODERS, ENCODERS
-    from aejax.training.optim import OPTIMIZERS
-
     return {"encoder": ENCODERS, "decoder": DECODERS, "dataset": DATASETS, "optimizer": OPTIMIZERS}
 
 
@@ -155,8 +156,6 @@ def validate(cfg: DictConfig) -> DictConfig:
 
 
 def _merge_terms(terms: dict[str, Any]) -> DictConfig:
-    from aejax.variants.terms import TERMS
-
     if not isinstance(terms, dict):
         raise ConfigError("variant.terms", f"expected a mapping of term name to settings, got {terms!r}")
     merged = {}
@@ -181,12 +180,6 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_values(cfg: DictConfig) -> None:
-    from aejax.models.autoencoder import HEADS, OUTPUTS
-    from aejax.variants.corruption import check as check_corruption
-    from aejax.variants.terms import check_terms
-    from aejax.training.optim import SCHEDULES
-    from aejax.variants.losses import RECON_LOSSES
-
     _positive(cfg, "eval.knn_k", "eval.probe_examples", "eval.iwae_samples", "eval.iwae_examples")
     anomaly = cfg.eval.anomaly
     if anomaly is not None and not anomaly.normal_classes:

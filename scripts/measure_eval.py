@@ -39,7 +39,7 @@ def main() -> None:
                 s = json.loads((run_dir / "summary.json").read_text())
                 rows.append((dataset, k, s))
                 print(" ".join(command[1:-1]), flush=True)
-    print(f"\n| dataset | k | epochs | test MSE | PCA MSE | AE/PCA | linear probe | kNN (k=5) |")
+    print("\n| dataset | k | epochs | test MSE | PCA MSE | AE/PCA | linear probe | kNN (k=5) |")
     print("|---|---|---|---|---|---|---|---|")
     for dataset, k, s in rows:
         print(f"| {dataset} | {k} | {s['epochs']} | {s['test/mse']:.4f} | {s['test/pca_mse']:.4f} | "

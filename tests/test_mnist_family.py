@@ -10,7 +10,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import shutil
 import socket
 import struct

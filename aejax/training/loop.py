@@ -49,6 +49,8 @@ class _TrainRows:
         """Rows for the steps ending a window; with ``last``, the final partial window too."""
         rows = {}
         counts = metrics["count"]
+        steps = np.arange(first_step - 1, first_step - 1 + len(counts))
+        lrs = np.broadcast_to(np.asarray(self.schedule(steps)), steps.shape)  # one call; constant schedules give a scalar
         for i in range(len(counts)):
             for name, values in metrics.items():
                 if name != "count":
@@ -57,7 +59,7 @@ class _TrainRows:
             step = first_step + i
             if step % self.every == 0 or (last and i == len(counts) - 1):
                 rows[step] = {f"train/{k}": v / self.count for k, v in self.sums.items()}
-                rows[step]["train/lr"] = float(self.schedule(step - 1))
+                rows[step]["train/lr"] = float(lrs[i])
                 self.sums, self.count = {}, 0.0
         return rows
 
