@@ -12,6 +12,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from aejax.analysis.snapshot import SnapshotConfig
 from aejax.data import DATASETS
 from aejax.errors import ConfigError
 from aejax.models import DECODERS, ENCODERS, HEADS, OUTPUTS
@@ -103,6 +104,7 @@ class TopConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
 
 
 def _registries() -> dict[str, Any]:
@@ -180,6 +182,13 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_values(cfg: DictConfig) -> None:
+    _positive(cfg, "snapshot.probe_size", "snapshot.recon_examples", "snapshot.samples", "snapshot.interp_steps")
+    if cfg.snapshot.every < 0:
+        raise ConfigError("snapshot.every", f"must be >= 0 (epochs between snapshots; 0 turns them off), got {cfg.snapshot.every}")
+    if cfg.snapshot.grid < 2:
+        raise ConfigError("snapshot.grid", f"must be >= 2 (points per axis of the decoded grid), got {cfg.snapshot.grid}")
+    if cfg.snapshot.histogram_units < 0:
+        raise ConfigError("snapshot.histogram_units", f"must be >= 0, got {cfg.snapshot.histogram_units}")
     _positive(cfg, "eval.knn_k", "eval.probe_examples", "eval.iwae_samples", "eval.iwae_examples")
     anomaly = cfg.eval.anomaly
     if anomaly is not None and not anomaly.normal_classes:

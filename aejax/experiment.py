@@ -60,7 +60,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg))
     status = "failed"
     try:
-        result = fit(cfg, data, trackers)
+        result = fit(cfg, data, trackers, run_dir)
         if cfg.eval.enabled:
             key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
             result.summary.update(evaluate(cfg, data, result.graphdef, result.state.params, key))

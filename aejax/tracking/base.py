@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from aejax.tracking.media import Media
+
 
 class Tracker(Protocol):
     def log(self, row: dict[str, float]) -> None: ...
+
+    def log_media(self, step: int, media: dict[str, Media]) -> None:
+        """Tables, images, histograms at ``step``, which is not before the last logged row's."""
 
     def summary(self, values: dict[str, Any]) -> None: ...
 
@@ -26,6 +31,10 @@ class Trackers:
     def log(self, row: dict[str, float]) -> None:
         for sink in self.sinks:
             sink.log(row)
+
+    def log_media(self, step: int, media: dict[str, Media]) -> None:
+        for sink in self.sinks:
+            sink.log_media(step, media)
 
     def summary(self, values: dict[str, Any]) -> None:
         for sink in self.sinks:

@@ -1,4 +1,8 @@
-"""The run directory as a tracking sink: ``config.yaml``, ``metrics.jsonl``, ``summary.json``."""
+"""The run directory as a tracking sink: ``config.yaml``, ``metrics.jsonl``, ``summary.json``.
+
+Snapshots write their arrays and images into the run directory themselves (``snapshots/``,
+``media/``), so media logged here need no copy.
+"""
 from __future__ import annotations
 
 import json
@@ -27,6 +31,9 @@ class LocalTracker:
     def log(self, row: dict[str, float]) -> None:
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
+
+    def log_media(self, step: int, media) -> None:
+        """Nothing to do: the files behind the media are already in the run directory."""
 
     def summary(self, values: dict[str, Any]) -> None:
         self._summary.update(values)

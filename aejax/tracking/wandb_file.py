@@ -39,7 +39,7 @@ class OfflineRun:
     tags: list[str] = field(default_factory=list)
     job_type: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # nested, without wandb's "_wandb" key
-    history: list[dict[str, Any]] = field(default_factory=list)  # flat rows, "a/b" keys
+    history: list[dict[str, Any]] = field(default_factory=list)  # rows by metric name; media as dicts
     summary: dict[str, Any] = field(default_factory=dict)  # nested, as in ``run.summary``
     exit_code: int | None = None  # None: the run never finished (no exit record)
 
@@ -121,6 +121,18 @@ def _apply(target: dict[str, Any], record: Any) -> None:
         node.pop(leaf, None)
 
 
+def _flatten_metrics(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metric dicts as ``a/b`` names (as W&B shows them); media (a dict with ``_type``:
+    tables, images, histograms) stay whole: ``row["latent/table"]["path"]``."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict) and "_type" not in value:
+            flat.update(_flatten_metrics(value, f"{prefix}{key}/"))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def _find_run_file(path: Path) -> Path:
     """The ``.wandb`` file of a file, an ``offline-run-*`` folder or a folder holding ``wandb/``."""
     if not path.exists():
@@ -154,8 +166,14 @@ def read_run(path_or_run_dir: str | os.PathLike[str]) -> OfflineRun:
         elif kind == "summary":
             _apply(run.summary, record.summary)
         elif kind == "history":
-            items = record.history.item
-            run.history.append({"/".join(_key_path(i)): json.loads(i.value_json) for i in items})
+            row: dict[str, Any] = {}
+            for item in record.history.item:
+                *parents, leaf = _key_path(item)
+                node = row
+                for key in parents:
+                    node = node.setdefault(key, {})
+                node[leaf] = json.loads(item.value_json)
+            run.history.append(_flatten_metrics(row))
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
     run.config.pop("_wandb", None)

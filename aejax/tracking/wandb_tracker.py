@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig
 
+from aejax.tracking.media import Histogram, Html, Image, Media, Table
+
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +61,8 @@ class WandbTracker:
         self.run.define_metric("epoch")
         self.run.define_metric("train/*", step_metric="step")
         self.run.define_metric("val/*", step_metric="epoch")
+        self.run.define_metric("latent/*", step_metric="step")
+        self.run.define_metric("vae/*", step_metric="step")
 
     @property
     def location(self) -> str:
@@ -67,6 +71,21 @@ class WandbTracker:
 
     def log(self, row: dict[str, float]) -> None:
         self.run.log(row, step=int(row["step"]))
+
+    def log_media(self, step: int, media: dict[str, Media]) -> None:
+        self.run.log({key: self._convert(value) for key, value in media.items()}, step=int(step))
+
+    def _convert(self, value: Media):
+        wandb = self._wandb
+        if isinstance(value, Table):
+            return wandb.Table(columns=value.columns, data=value.rows, allow_mixed_types=True)  # skips per-cell checks
+        if isinstance(value, Image):
+            return wandb.Image(str(value.path), caption=value.caption or None)
+        if isinstance(value, Histogram):
+            return wandb.Histogram(value.values)
+        if isinstance(value, Html):
+            return wandb.Html(value.path.read_text(), inject=False)
+        raise TypeError(f"cannot log {type(value).__name__} to W&B")
 
     def summary(self, values: dict[str, Any]) -> None:
         self.run.summary.update(values)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -24,6 +25,7 @@ from aejax.training.epoch import (epoch_batches, make_chunk_fn, make_epoch_fn, m
 from aejax.training.feed import StreamFeed, load_all, plan_feed
 from aejax.training.optim import build_optimizer
 from aejax.training.state import TrainState, count_params, create_train_state
+from aejax.training.snapshots import SnapshotRecorder
 from aejax.training.step import make_train_step
 from aejax.variants import build_objective
 
@@ -101,7 +103,8 @@ def _stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainS
     return run
 
 
-def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
+def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path] = None) -> FitResult:
+    """Train; with ``run_dir``, snapshots (``cfg.snapshot``) are written there and logged."""
     trainer = cfg.trainer
     init_key, order_key, state_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
     output = resolve_output(cfg.model.output, data.unit_range)
@@ -120,6 +123,8 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
     run_epoch = (_memory_runner(x_train, train_step, trainer, state, order_key) if feed == "memory"
                  else _stream_runner(data, train_step, trainer, state, order_key, unroll))
     evaluate = make_eval_fn(graphdef, objective).lower(state.params, test_chunks, test_weights, eval_key).compile()
+    snapshots = (SnapshotRecorder(cfg, data, graphdef, state.params, run_dir, tracker)
+                 if run_dir is not None and cfg.snapshot.every > 0 else None)
     compile_s = time.perf_counter() - start
 
     def validation(params) -> dict[str, float]:
@@ -128,6 +133,9 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
 
     val = validation(state.params)
     tracker.log({"step": 0, "epoch": 0, **val})
+    if snapshots:
+        snapshots.start()
+        snapshots.take(state.params, 0, 0)
     best, best_epoch = val["val/loss"], 0
     train_rows = _TrainRows(trainer.log_every or steps, schedule)
     report_every = max(1, trainer.epochs // 10)
@@ -137,6 +145,8 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
         for epoch in range(1, trainer.epochs + 1):
             first_step = (epoch - 1) * steps + 1
             state, metrics = run_epoch(state, jax.random.fold_in(order_key, epoch))
+            if snapshots:  # the previous snapshot's files and figures while the device trains
+                snapshots.flush()
             metrics = jax.device_get(metrics)
             rows = train_rows.add(metrics, first_step, last=epoch == trainer.epochs)
             last_step = epoch * steps
@@ -147,6 +157,8 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
                     best, best_epoch = val["val/loss"], epoch
             for step in sorted(rows):
                 tracker.log({"step": step, "epoch": epoch if step == last_step else step / steps, **rows[step]})
+            if snapshots and snapshots.due(epoch, trainer.epochs):
+                snapshots.take(state.params, last_step, epoch, last=epoch == trainer.epochs)
             train_loss = _epoch_mean(metrics, "loss")
             bar.set_postfix({"train/loss": f"{train_loss:.4g}", "val/loss": f"{val['val/loss']:.4g}"}, refresh=False)
             bar.update()
@@ -154,6 +166,8 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
                 log.info("epoch %d/%d  train/loss %.5f  val/loss %.5f", epoch, trainer.epochs, train_loss, val["val/loss"])
     jax.block_until_ready(state)
     train_s = time.perf_counter() - start
+    if snapshots:  # the last snapshot, the evolution figure, the explorer page: after training
+        snapshots.finish(trainer.epochs * steps)
 
     summary = {
         **val,
@@ -168,4 +182,8 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker) -> FitResult:
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trainer.epochs * data.num_train / train_s, 1),
     }
+    if snapshots:
+        summary["snapshot_host_time_s"] = round(snapshots.host_seconds, 3)
+        summary["snapshots"] = len(snapshots.frames)
+        summary["snapshot_figures"] = len(snapshots.figure_steps)
     return FitResult(graphdef, state, summary)

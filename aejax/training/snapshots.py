@@ -1,0 +1,162 @@
+"""Taking latent snapshots during training without stalling it.
+
+``take`` dispatches the compiled snapshot function and returns at once; ``flush`` fetches its
+arrays (one transfer), writes ``snapshots/step_XXXXXXX.npz``, draws the figures into
+``media/`` and logs table, histograms and images at the snapshot's step. The loop calls
+``flush`` right after dispatching the next epoch, so the host's work overlaps the device's.
+
+Files: ``snapshots/probe.npz`` (the probe inputs, labels, test indices, class names) once,
+then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``z_2d``,
+``grad_2d``, ``pca_mean``, ``pca_components``, ``recon`` and, as they apply, ``grid_z1``,
+``grid_z2``, ``grid_decoded`` (2-D codes) and ``samples``, ``interp`` (VAEs).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import jax
+import numpy as np
+from flax import nnx
+from omegaconf import DictConfig
+
+from aejax.analysis import figures
+from aejax.analysis.snapshot import (Projection, interpolation_pair, limits_of, make_snapshot_fn, select_probe,
+                                     snapshot_name, table_columns, table_rows)
+from aejax.data import Dataset
+from aejax.tracking import Tracker
+from aejax.tracking.media import Histogram, Html, Image, Media, Table
+
+EVOLUTION_PANELS = 8
+
+
+class SnapshotRecorder:
+    def __init__(self, cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params, run_dir: Path,
+                 tracker: Tracker):
+        sc = self.cfg = cfg.snapshot
+        self.tracker, self.variant = tracker, cfg.variant.name
+        self.latent_dim = cfg.model.latent_dim
+        self.folder, self.media = Path(run_dir) / "snapshots", Path(run_dir) / "media"
+        self.run_dir = Path(run_dir)
+        index = select_probe(data.y_test, sc.probe_size, cfg.seed)
+        self.x, self.labels = data.x_test[index], data.y_test[index].astype(np.int32)
+        self.class_names, self.image = data.class_names, len(data.example_shape) == 3
+        self.pair = interpolation_pair(self.labels)
+        noise = None
+        if cfg.variant.head == "gaussian":
+            noise = jax.random.normal(jax.random.fold_in(jax.random.key(cfg.seed), 7), (sc.samples, self.latent_dim))
+        self._args = (jax.device_put(self.x), noise, jax.device_put(self.pair))
+        self._fn = make_snapshot_fn(graphdef, cfg.variant.recon, sc.grid, sc.interp_steps).lower(
+            params, *self._args).compile()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        np.savez(self.folder / "probe.npz", x=self.x, labels=self.labels, index=index.astype(np.int64),
+                 class_names=np.array(self.class_names), unit_range=np.bool_(data.unit_range))
+        self.projection = Projection(self.latent_dim)
+        self.limits: Optional[np.ndarray] = None
+        self.frames: list[tuple[np.ndarray, np.ndarray, str]] = []
+        self._pending: Optional[tuple[dict, int, float]] = None
+        self._painter: dict = {}
+        self._started = time.perf_counter()
+        self.figure_steps: list[int] = []  # the snapshots that got figures
+        self.host_seconds = 0.0  # time the host spent on snapshots (fetch, files, figures, logging)
+
+    def start(self) -> None:
+        """Training starts now: the figure budget counts from here."""
+        self._started = time.perf_counter()
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        every = self.cfg.every
+        return every > 0 and (epoch % every == 0 or epoch == epochs)
+
+    def take(self, params, step: int, epoch: float, last: bool = False) -> None:
+        """Dispatch a snapshot of ``params`` (asynchronously); a pending one is flushed first."""
+        self.flush()
+        self._pending = (self._fn(params, *self._args), step, epoch, last)
+
+    def _draw_figures(self, first: bool, last: bool) -> bool:
+        """Figures cost the host most; they are skipped while over the budget (see SnapshotConfig)."""
+        budget = self.cfg.figure_budget
+        if not self.cfg.images:
+            return False
+        if first or last or budget is None:
+            return True
+        return self.host_seconds <= budget * (time.perf_counter() - self._started)
+
+    def flush(self) -> None:
+        if self._pending is None:
+            return
+        start = time.perf_counter()
+        out, step, epoch, last = self._pending
+        self._pending = None
+        arrays = {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+        self.projection.fit(arrays["z"])
+        arrays.update(step=np.int64(step), epoch=np.float64(epoch), labels=self.labels,
+                      z_2d=self.projection.points(arrays["z"]), grad_2d=self.projection.directions(arrays["grad"]),
+                      pca_mean=self.projection.mean, pca_components=self.projection.components)
+        np.savez(self.folder / f"{snapshot_name(step)}.npz", **arrays)
+        self.limits = limits_of(arrays["z_2d"], self.limits)
+        self.frames.append((arrays["z_2d"], arrays["grad_2d"], f"step {step} (epoch {epoch:g})"))
+        media: dict[str, Media] = {"latent/table": Table(table_columns(self.latent_dim),
+                                                         table_rows(arrays, self.class_names))}
+        for i in range(min(self.latent_dim, self.cfg.histogram_units)):
+            media[f"latent/hist/z_{i}"] = Histogram(arrays["z"][:, i])
+        if self._draw_figures(first=len(self.frames) == 1, last=last):
+            media.update(self._figures(arrays, step, epoch))
+            self.figure_steps.append(step)
+        self.tracker.log_media(step, media)
+        self.host_seconds += time.perf_counter() - start
+
+    def _painters(self) -> dict:
+        if not self._painter:
+            axes = ("PC 1 of z", "PC 2 of z") if self.projection.is_pca else ("z₁", "z₂")
+            self._painter = {"scatter": figures.LatentScatter(self.labels, self.class_names, axes),
+                             "recon": figures.ImageRows(["input", "output"]) if self.image
+                             else figures.DataSpace(self.x, self.labels, self.class_names),
+                             "manifold": figures.Manifold(), "samples": None, "interp": figures.ImageRows(["z(a) → z(b)"])}
+        return self._painter
+
+    def _figures(self, a: dict[str, np.ndarray], step: int, epoch: float) -> dict[str, Image]:
+        p, name = self._painters(), f"{snapshot_name(step)}.png"
+        title = f"{self.variant}, k={self.latent_dim}: step {step} (epoch {epoch:g})"
+        out = {"latent/scatter": p["scatter"].draw(self.media / "latent" / name, a["z_2d"], a["grad_2d"],
+                                                   self.limits, title)}
+        n = self.cfg.recon_examples
+        if not self.image:
+            out["latent/reconstructions"] = p["recon"].draw(self.media / "reconstructions" / name,
+                                                            a["recon"].astype(np.float32), title, a.get("grid_decoded"))
+            return {key: Image(path, title) for key, path in out.items()}
+        out["latent/reconstructions"] = p["recon"].draw(self.media / "reconstructions" / name,
+                                                        [self.x[:n], a["recon"][:n]], title)
+        if "grid_decoded" in a:
+            out["latent/manifold"] = p["manifold"].draw(self.media / "manifold" / name, a["grid_decoded"],
+                                                        a["grid_z1"], a["grid_z2"], self.limits,
+                                                        f"decoded latent grid: {title}")
+        if "samples" in a:
+            side = int(np.sqrt(len(a["samples"])))
+            p["samples"] = p["samples"] or figures.ImageRows([""] * side)
+            out["vae/samples"] = p["samples"].draw(self.media / "samples" / name,
+                                                   [a["samples"][r * side:(r + 1) * side] for r in range(side)],
+                                                   f"decoded from N(0, I): {title}")
+            out["vae/interpolation"] = p["interp"].draw(self.media / "interpolation" / name, [a["interp"]],
+                                                        f"interpolation: {title}")
+        return {key: Image(path, title) for key, path in out.items()}
+
+    def finish(self, step: int) -> None:
+        """Flush the last snapshot; log the evolution figure and, if enabled, the explorer page."""
+        self.flush()
+        start = time.perf_counter()
+        media: dict[str, Media] = {}
+        if self.cfg.images and self.frames:
+            picks = np.unique(np.linspace(0, len(self.frames) - 1, min(EVOLUTION_PANELS, len(self.frames))).astype(int))
+            axes = ("PC 1", "PC 2") if self.projection.is_pca else ("z₁", "z₂")
+            path = figures.evolution(self.media / "latent_evolution.png", [self.frames[i] for i in picks],
+                                     self.labels, self.class_names, self.limits, axes)
+            media["latent/evolution"] = Image(path, f"{self.variant}, k={self.latent_dim}: latent space over training")
+        if self.cfg.explorer:
+            from aejax.analysis.explorer import write_explorer
+
+            media["latent/explorer"] = Html(write_explorer(self.run_dir))
+        if media:
+            self.tracker.log_media(step, media)
+        self.host_seconds += time.perf_counter() - start
