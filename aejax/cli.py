@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from aejax.errors import ConfigError, DataError
+from aejax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, EXIT_RUN, ConfigError, DataError, RunError
 
 
 def config_dir() -> str:
@@ -27,10 +27,16 @@ def main(cfg: DictConfig) -> float:
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # not JAX's INFO lines about absent TPUs
     try:
-        return run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        value = run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as e:
         print(f"aejax: invalid config: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
     except DataError as e:
         print(f"aejax: data unavailable: {e}", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(EXIT_DATA)
+    except RunError as e:
+        print(f"aejax: {e}", file=sys.stderr)
+        sys.exit(EXIT_RUN)
+    if value == float("inf"):  # diverged: the message is printed, summary.json says so
+        sys.exit(EXIT_DIVERGED)
+    return value

@@ -65,6 +65,12 @@ class TrainerConfig:
     # streams chunks of unroll_steps steps compiled without a loop.
     unroll: str = "auto"
     unroll_steps: int = 4
+    # Orbax checkpoints in RUN_DIR/checkpoints every N steps and at the end (0: none), the last
+    # checkpoint_keep kept. resume: false, true (this run dir: set hydra.run.dir) or a run dir.
+    checkpoint_every: int = 5000
+    checkpoint_keep: int = 2
+    resume: Any = False
+
 
 
 @dataclass
@@ -198,6 +204,11 @@ def _check_values(cfg: DictConfig) -> None:
     _positive(cfg, "model.latent_dim", "trainer.epochs", "trainer.batch_size", "trainer.eval_every",
               "trainer.eval_batch_size", "trainer.stream_chunk", "trainer.stream_workers",
               "trainer.stream_prefetch", "trainer.unroll_steps", "optimizer.lr", "optimizer.grad_clip", "logger.init_timeout")
+    if cfg.trainer.checkpoint_every < 0:
+        raise ConfigError("trainer.checkpoint_every", f"must be >= 0 (0: no checkpoints), got {cfg.trainer.checkpoint_every}")
+    _positive(cfg, "trainer.checkpoint_keep")
+    if not isinstance(cfg.trainer.resume, (bool, str)):
+        raise ConfigError("trainer.resume", f"must be false, true or a run directory, got {cfg.trainer.resume!r}")
     if cfg.trainer.log_every < 0:
         raise ConfigError("trainer.log_every", f"must be >= 0 (0 logs once per epoch), got {cfg.trainer.log_every}")
     _choice(cfg, "model.output", ("auto", *OUTPUTS))

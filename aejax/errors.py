@@ -11,3 +11,11 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
     """Data that cannot be had or trusted (missing offline, corrupt, unreachable); says how to get it."""
+
+
+class RunError(RuntimeError):
+    """The run cannot go on (a checkpoint cannot be written or read); says what is kept."""
+
+
+# Exit codes of aejax-train (docs/bad-input.md): 0 finished, 1 unexpected error
+EXIT_CONFIG, EXIT_DATA, EXIT_RUN, EXIT_DIVERGED = 2, 3, 4, 5

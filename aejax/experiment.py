@@ -1,10 +1,15 @@
 """One job: validate the config, load the data, train, track, summarise."""
 from __future__ import annotations
 
+import logging
+import math
+import sys
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from aejax.analysis.evaluate import evaluate, normal_classes_only
@@ -15,8 +20,11 @@ from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import open_trackers
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.loop import fit
+from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 from aejax.training.optim import learning_rate
 from aejax.variants import build_objective
+
+log = logging.getLogger(__name__)
 
 
 def check_against_data(cfg: DictConfig, data: Dataset) -> None:
@@ -45,27 +53,95 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
         return objective(model, x, jnp.ones(2), jax.random.key(0), jnp.zeros((), jnp.int32))
 
     jax.eval_shape(one_step)
+    width = int(np.prod(data.example_shape))
+    unregularized = not cfg.variant.terms and cfg.variant.corruption is None and cfg.variant.head == "deterministic"
+    if cfg.model.latent_dim >= width and unregularized:
+        log.warning("model.latent_dim=%d is as wide as the %d values of each %s example and %s has no "
+                    "regularizer or corruption: the identity is learnable, so the codes need not capture "
+                    "any structure (narrow the bottleneck, or use a sparse/denoising/contractive variant)",
+                    cfg.model.latent_dim, width, data.name, cfg.variant.name)
     steps = steps_per_epoch(data.num_train, cfg.trainer.batch_size, cfg.trainer.drop_last)
     learning_rate(cfg.optimizer, steps * cfg.trainer.epochs)
 
 
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout")
+
+
+def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
+    """``(run directory, resume?)`` for ``trainer.resume`` (false, true: this run dir, or a run dir).
+
+    A run is continued only with the config it was trained with (up to the keys in
+    ``IGNORED_ON_RESUME``): anything else would not continue that run but start another one.
+    """
+    setting = cfg.trainer.resume
+    if setting is False:
+        return run_dir, False
+    target = run_dir if setting is True else Path(str(setting)).expanduser()
+    if not any(p.name.isdigit() for p in (target / "checkpoints").glob("*")):
+        hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
+                if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
+        raise ConfigError("trainer.resume", f"no checkpoint to resume from in {target / 'checkpoints'}: {hint}")
+    saved = OmegaConf.load(target / "config.yaml")
+    differ = [key for key in _leaf_keys(OmegaConf.to_container(cfg)) | _leaf_keys(OmegaConf.to_container(saved))
+              if key not in IGNORED_ON_RESUME and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
+    if differ:
+        shown = ", ".join(f"{k}={OmegaConf.select(cfg, k)!r} (was {OmegaConf.select(saved, k)!r})" for k in sorted(differ)[:5])
+        raise ConfigError("trainer.resume", f"{target} was trained with another config: {shown}; "
+                                            "resume with the settings it was started with")
+    return target, True
+
+
+def _check_writable(run_dir: Path, key: str) -> None:
+    """Refuse a run directory that cannot be written (a read-only mount, no permission) up front."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".aejax-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(key, f"cannot write to the run directory {run_dir} ({e.strerror or e}); "
+                               "pick a writable one with hydra.run.dir=...") from None
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> set[str]:
+    if isinstance(node, dict):
+        return set().union(*(_leaf_keys(v, f"{prefix}{k}.") for k, v in node.items())) if node else {prefix[:-1]}
+    return {prefix[:-1]}
+
+
 def run(cfg: DictConfig, run_dir: Path) -> float:
-    """Train the configured autoencoder; return the final validation loss (for sweepers)."""
+    """Train the configured autoencoder; return the final validation loss (for sweepers; +inf when
+    training diverged). A run stopped by SIGTERM/SIGINT saves a checkpoint and exits with
+    ``EXIT_PREEMPTED``."""
     cfg = validate(cfg)
+    run_dir, resume = resume_target(cfg, Path(run_dir))
+    _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
     data = load_dataset(cfg.dataset)
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)
     check_against_data(cfg, data)
 
-    trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg))
+    trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg), resume=resume)
     status = "failed"
     try:
-        result = fit(cfg, data, trackers, run_dir)
+        result = fit(cfg, data, trackers, run_dir, resume=resume)
+        if result.status == "diverged":
+            trackers.summary({**result.summary, "run_dir": str(run_dir)})
+            status = "diverged"
+            print(f"aejax: training diverged (a NaN/Inf loss at step {result.summary['diverged_at_step']}); "
+                  f"last good checkpoint: step {result.summary['last_checkpoint_step']}; run dir: {run_dir}",
+                  file=sys.stderr, flush=True)
+            return math.inf
         if cfg.eval.enabled:
             key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
             result.summary.update(evaluate(cfg, data, result.graphdef, result.state.params, key))
         trackers.summary({**result.summary, "run_dir": str(run_dir)})
         status = "finished"
+    except Preempted as e:
+        status = "preempted"
+        trackers.summary({"preempted_at_step": e.step})
+        print(f"aejax: {e}; continue with `aejax-train ... trainer.resume={run_dir}`", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_PREEMPTED) from None
     finally:
         trackers.finish(status)
     _print_summary(cfg, data, result.summary, run_dir, trackers)

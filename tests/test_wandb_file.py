@@ -133,3 +133,16 @@ def test_damaged_file_raises(
     damaged.write_bytes(damage(_run_file(offline_run[0]).read_bytes()))
     with pytest.raises(WandbFileError, match=message):
         list(iter_records(damaged))
+
+
+def test_a_cut_short_file_reads_up_to_the_cut_with_partial(offline_run: tuple[Path, str], tmp_path: Path) -> None:
+    """A process killed while writing leaves a truncated file: ``partial`` reads what was complete."""
+    data = _run_file(offline_run[0]).read_bytes()
+    whole = list(iter_records(_run_file(offline_run[0])))
+    cut = tmp_path / "run-cut.wandb"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(WandbFileError):
+        list(iter_records(cut))
+    records = list(iter_records(cut, partial=True))
+    assert 0 < len(records) < len(whole)
+    assert [r.SerializeToString() for r in records] == [r.SerializeToString() for r in whole[: len(records)]]

@@ -113,6 +113,11 @@ class Projection:
         self.mean, self.components, self._fitted = mean.astype(np.float32), components, True
         return self
 
+    def restore(self, mean: np.ndarray, components: np.ndarray) -> None:
+        """Continue from a saved snapshot's projection (a resumed run keeps the axes' signs)."""
+        if self.is_pca:
+            self.mean, self.components, self._fitted = mean, components, True
+
     def points(self, z: np.ndarray) -> np.ndarray:
         return ((z - self.mean) @ self.components).astype(np.float32)
 

@@ -8,6 +8,7 @@ stays an ``ImageRecords`` source that the streaming feed reads on demand. Pixels
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -55,9 +56,25 @@ def read_all(source: Any, image_key: str, label_key: str) -> tuple[np.ndarray, n
     return x, np.asarray(labels, np.int32)
 
 
+def _damaged(name: str, error: Exception, fix: str) -> DataError:
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return DataError(f"the prepared files of {name} are damaged ({first}); {fix}")
+
+
 def _dataset(name: str, sources: dict[str, Any], image_key: str, label_key: str, class_names: tuple[str, ...],
-             train_split: str = "train", test_split: str = "test") -> Dataset:
-    """Splits that fit in host memory are read once; a larger training split stays a source, read on demand."""
+             train_split: str = "train", test_split: str = "test", fix: str = "") -> Dataset:
+    """Splits that fit in host memory are read once; a larger training split stays a source, read on demand.
+    A damaged cache (array_record reports a corrupted block) is a DataError that says ``fix``."""
+    try:
+        return _read(name, sources, image_key, label_key, class_names, train_split, test_split)
+    except RuntimeError as e:
+        if "orrupt" in str(e) or "Riegeli" in str(e):
+            raise _damaged(name, e, fix) from None
+        raise
+
+
+def _read(name: str, sources: dict[str, Any], image_key: str, label_key: str, class_names: tuple[str, ...],
+          train_split: str, test_split: str) -> Dataset:
     train = ImageRecords(sources[train_split], image_key)
     if len(train) * int(np.prod(train.shape[1:])) * 4 <= HOST_MEMORY_MAX:
         x_train, y_train = read_all(sources[train_split], image_key, label_key)
@@ -82,7 +99,10 @@ def mnist_family(cfg: DictConfig) -> Dataset:
     from aejax.data import mnist_family as family
 
     sources = family.data_sources(cfg.name, cfg.data_dir, cfg.source_dir, cfg.base_url, cfg.download)
-    return _dataset(cfg.name, sources, "image", "label", family.class_names(cfg.name))
+    folder = Path(family.builder(cfg.name, cfg.data_dir).data_dir_root) / family.tfds_name(cfg.name)
+    fix = f"delete {folder} and prepare it again: aejax-data prepare {cfg.name}" + (
+        f" --data-dir {cfg.data_dir}" if cfg.data_dir else "")
+    return _dataset(cfg.name, sources, "image", "label", family.class_names(cfg.name), fix=fix)
 
 
 @dataclass
@@ -115,4 +135,5 @@ def tfds_dataset(cfg: DictConfig) -> Dataset:
         builder.download_and_prepare(file_format="array_record")
     sources = builder.as_data_source()
     names = tuple(builder.info.features[cfg.label_key].names)
-    return _dataset(cfg.name, sources, cfg.image_key, cfg.label_key, names, cfg.train_split, cfg.test_split)
+    return _dataset(cfg.name, sources, cfg.image_key, cfg.label_key, names, cfg.train_split, cfg.test_split,
+                    fix=f"delete {builder.data_dir} and run again to prepare it anew")

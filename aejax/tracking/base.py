@@ -18,6 +18,9 @@ class Tracker(Protocol):
 
     def summary(self, values: dict[str, Any]) -> None: ...
 
+    def rewind(self, step: int) -> None:
+        """A resumed run continues after ``step``: rows logged past it are dropped (where a sink can)."""
+
     def finish(self, status: str) -> None:
         """Close the sink; ``status`` is ``finished`` or ``failed``. Called on every exit path."""
 
@@ -39,6 +42,10 @@ class Trackers:
     def summary(self, values: dict[str, Any]) -> None:
         for sink in self.sinks:
             sink.summary(values)
+
+    def rewind(self, step: int) -> None:
+        for sink in self.sinks:
+            sink.rewind(step)
 
     def finish(self, status: str) -> None:
         errors = []

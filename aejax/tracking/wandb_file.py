@@ -76,9 +76,20 @@ def _parse(payload: bytes, path: Path, offset: int) -> wandb_internal_pb2.Record
     return record
 
 
-def iter_records(path: str | os.PathLike[str]) -> Iterator[wandb_internal_pb2.Record]:
-    """Yield the records of one ``.wandb`` file in order; raise WandbFileError if it is damaged."""
-    path = Path(path)
+def iter_records(path: str | os.PathLike[str], partial: bool = False) -> Iterator[wandb_internal_pb2.Record]:
+    """Yield the records of one ``.wandb`` file in order; raise WandbFileError if it is damaged.
+
+    With ``partial``, a damaged or truncated tail ends the records instead (the file of a process
+    killed while writing: everything before the damage is read).
+    """
+    try:
+        yield from _records(Path(path))
+    except WandbFileError:
+        if not partial:
+            raise
+
+
+def _records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
     data = path.read_bytes()
     header = data[: _FILE_HEADER.size]
     if len(header) < _FILE_HEADER.size or _FILE_HEADER.unpack(header) != (_IDENT, _MAGIC, _VERSION):

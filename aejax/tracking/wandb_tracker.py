@@ -39,7 +39,8 @@ def resolve_mode(mode: str) -> str:
 
 
 class WandbTracker:
-    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict[str, Any]):
+    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict[str, Any], resume_id: str | None = None):
+        """``resume_id``: continue that run (a resumed training run keeps its W&B run, offline too)."""
         import wandb
 
         self._wandb = wandb
@@ -47,6 +48,8 @@ class WandbTracker:
         kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group, name=cfg.name,
                       tags=list(cfg.tags), job_type=cfg.job_type, config=config, dir=str(run_dir),
                       reinit="finish_previous")
+        if resume_id:
+            kwargs.update(id=resume_id, resume="allow")
         settings = wandb.Settings(init_timeout=cfg.init_timeout, silent=True)
         try:
             self.run = wandb.init(mode=mode, settings=settings, **kwargs)
@@ -71,6 +74,10 @@ class WandbTracker:
 
     def log(self, row: dict[str, float]) -> None:
         self.run.log(row, step=int(row["step"]))
+
+    def rewind(self, step: int) -> None:
+        """W&B keeps what it has; rows are logged again from ``step`` on (an online run ignores steps
+        it already holds, an offline resume is a new file under the same run id)."""
 
     def log_media(self, step: int, media: dict[str, Media]) -> None:
         self.run.log({key: self._convert(value) for key, value in media.items()}, step=int(step))

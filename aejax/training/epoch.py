@@ -28,16 +28,29 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int, drop_last:
 
 
 def make_epoch_fn(train_step, batch_size: int, drop_last: bool):
-    """``epoch(state, x_train, key) -> (state, per-step metrics)``, jitted with the state donated."""
+    """``epoch(state, x_train, key[, lo, hi]) -> (state, per-step metrics [steps])``, jitted with the
+    state donated. The whole epoch is one ``lax.scan``; with ``lo, hi`` only steps ``lo..hi-1`` of
+    the epoch's order run (a while loop with traced bounds: one program for every segment, used
+    to stop at checkpoints inside an epoch) and the metrics of the other steps are zeros."""
 
-    def epoch(state, x_train, key):
+    def epoch(state, x_train, key, lo=None, hi=None):
         idx, weights = epoch_batches(key, x_train.shape[0], batch_size, drop_last)
 
-        def body(state, batch):
-            i, w = batch
-            return train_step(state, x_train[i], w)
+        def step(state, i):
+            return train_step(state, x_train[idx[i]], weights[i])
 
-        return jax.lax.scan(body, state, (idx, weights))
+        if lo is None:
+            return jax.lax.scan(step, state, jnp.arange(idx.shape[0]))
+
+        zeros = jax.tree.map(lambda m: jnp.zeros((idx.shape[0], *m.shape), m.dtype),
+                             jax.eval_shape(step, state, 0)[1])
+
+        def body(i, carry):
+            state, metrics = carry
+            state, m = step(state, i)
+            return state, jax.tree.map(lambda buf, v: buf.at[i].set(v), metrics, m)
+
+        return jax.lax.fori_loop(lo, hi, body, (state, zeros))
 
     return jax.jit(epoch, donate_argnums=0)
 

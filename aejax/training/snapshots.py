@@ -65,6 +65,20 @@ class SnapshotRecorder:
         """Training starts now: the figure budget counts from here."""
         self._started = time.perf_counter()
 
+    def resume(self, step: int) -> None:
+        """Continue a run after its checkpoint at ``step``: snapshot files past it are removed (they
+        are taken again), the earlier ones reloaded for the axis limits, the PCA axes' signs and the
+        evolution figure."""
+        for path in [*self.folder.glob("step_*.npz"), *self.media.glob("*/step_*.png")]:
+            if int(path.stem.split("_")[1]) > step:
+                path.unlink()
+        for path in sorted(self.folder.glob("step_*.npz")):
+            with np.load(path) as f:
+                self.limits = limits_of(f["z_2d"], self.limits)
+                self.frames.append((f["z_2d"], f["grad_2d"], f"step {int(f['step'])} (epoch {float(f['epoch']):g})"))
+                self.projection.restore(f["pca_mean"], f["pca_components"])
+        self.figure_steps = sorted(int(p.stem.split("_")[1]) for p in (self.media / "latent").glob("step_*.png"))
+
     def due(self, epoch: int, epochs: int) -> bool:
         every = self.cfg.every
         return every > 0 and (epoch % every == 0 or epoch == epochs)

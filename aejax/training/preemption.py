@@ -1,0 +1,53 @@
+"""Stopping on SIGTERM or SIGINT at the next segment boundary, with a checkpoint.
+
+Clusters and preemptible hosts send SIGTERM before they kill a job. The training loop cannot
+stop inside a compiled segment, so the first signal only sets a flag: the loop finishes the
+running segment (at most an epoch, or ``trainer.checkpoint_every`` steps), saves a checkpoint and
+raises ``Preempted``; the process then exits with ``EXIT_PREEMPTED``. A second SIGINT (Ctrl-C
+twice) stops at once.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+log = logging.getLogger(__name__)
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again; resume with trainer.resume=true
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving a checkpoint at ``step``."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: str | None):
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+        where = f"checkpoint of step {step} in {checkpoint}" if checkpoint else "no checkpoint (checkpoints are off)"
+        super().__init__(f"stopped by {signal_name} after step {step}; {where}")
+
+
+class StopSignals:
+    """``with StopSignals() as stop:`` ... ``if stop.requested:`` ... (handlers restored on exit)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = name
+        log.warning("%s received: stopping after the running segment, with a checkpoint", name)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
