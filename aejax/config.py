@@ -67,6 +67,9 @@ class TrainerConfig:
     unroll_steps: int = 4
     # Orbax checkpoints in RUN_DIR/checkpoints every N steps and at the end (0: none), the last
     # checkpoint_keep kept. resume: false, true (this run dir: set hydra.run.dir) or a run dir.
+    # Data parallelism: sharded (one program over all devices, batch split, state replicated),
+    # none, or auto (sharded on more than one GPU/TPU; virtual CPU devices only when asked for).
+    parallel: str = "auto"
     checkpoint_every: int = 5000
     checkpoint_keep: int = 2
     resume: Any = False
@@ -217,6 +220,7 @@ def _check_values(cfg: DictConfig) -> None:
     _choice(cfg, "trainer.progress", PROGRESS)
     _choice(cfg, "trainer.feed", ("auto", "memory", "stream"))
     _choice(cfg, "trainer.unroll", ("auto", "on", "off"))
+    _choice(cfg, "trainer.parallel", ("auto", "none", "sharded"))
     _choice(cfg, "optimizer.schedule", SCHEDULES)
     _choice(cfg, "variant.head", HEADS)
     if cfg.variant.corruption is not None:

@@ -83,3 +83,51 @@ def test_jit_with_a_sharded_batch_matches_one_device(setup):
         state, m = step(state, xb, wb)
         losses.append(float(m["loss"]))
     _assert_same(state, losses, ref_state, ref_losses)
+
+
+def _run(tmp_path, name, *overrides):
+    from aejax.experiment import run
+
+    run_dir = tmp_path / name
+    run(compose_config("logger.mode=disabled", "trainer.epochs=3", "trainer.checkpoint_every=20", "snapshot.every=1",
+                       "snapshot.probe_size=64", "trainer.progress=off", *overrides), run_dir)
+    return run_dir
+
+
+def test_sharded_training_evaluation_snapshots_and_checkpoints_match_one_device(tmp_path):
+    if jax.device_count() < N:
+        pytest.skip(f"needs {N} devices")
+    import json
+
+    import orbax.checkpoint as ocp
+
+    one, many = _run(tmp_path, "one", "trainer.parallel=none"), _run(tmp_path, "many", "trainer.parallel=sharded")
+    s1, s8 = (json.loads((d / "summary.json").read_text()) for d in (one, many))
+    assert (s1["devices"], s8["devices"]) == (1, N)
+    for key in ("val/loss", "train/loss", "test/mse", "test/pca_mse"):
+        np.testing.assert_allclose(s8[key], s1[key], rtol=1e-5)
+    # checkpoints inside an epoch (every 20 steps of 12-step epochs) and at the end: the same parameters
+    assert sorted(p.name for p in (many / "checkpoints").iterdir()) == ["20", "36"]
+    for a, b in zip(*(jax.tree.leaves(ocp.PyTreeCheckpointer().restore(d / "checkpoints" / "36" / "state"))
+                      for d in (one, many))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    for name in ("step_0000012.npz", "step_0000036.npz"):
+        with np.load(one / "snapshots" / name) as a, np.load(many / "snapshots" / name) as b:
+            np.testing.assert_allclose(a["z"], b["z"], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(a["grad"], b["grad"], rtol=1e-3, atol=1e-6)
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
+    if jax.device_count() < N:
+        pytest.skip(f"needs {N} devices")
+    from aejax.errors import ConfigError
+    from aejax.experiment import run
+
+    with pytest.raises(ConfigError, match="trainer.batch_size: 100 does not split evenly over the 8 devices.*"
+                                          "trainer.batch_size=104"):
+        run(compose_config("logger.mode=disabled", "trainer.parallel=sharded", "trainer.batch_size=100"), tmp_path)
+    assert not any(tmp_path.iterdir())
+    from aejax.training.parallel import data_mesh
+
+    assert data_mesh("auto") is None and data_mesh("none") is None  # virtual CPU devices: only when asked for
+    assert data_mesh("sharded").size == N

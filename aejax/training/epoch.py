@@ -65,9 +65,10 @@ def make_chunk_fn(train_step, unroll: bool = False):
     return jax.jit(chunk, donate_argnums=0)
 
 
-def pad_to_chunks(x: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``x`` into ``[num_chunks, chunk, ...]`` with zero padding and 0/1 weights."""
-    chunk = min(chunk, len(x))
+def pad_to_chunks(x: np.ndarray, chunk: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``x`` into ``[num_chunks, chunk, ...]`` with zero padding and 0/1 weights; the chunk
+    is a multiple of ``multiple`` (the number of devices it is split over)."""
+    chunk = -(-min(chunk, len(x)) // multiple) * multiple
     num = -(-len(x) // chunk)
     padded = np.zeros((num * chunk, *x.shape[1:]), x.dtype)
     padded[: len(x)] = x

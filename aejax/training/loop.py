@@ -29,6 +29,7 @@ from aejax.training.checkpoint import Checkpoints
 from aejax.training.epoch import make_eval_fn, pad_to_chunks, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
 from aejax.training.optim import build_optimizer
+from aejax.training.parallel import data_mesh, replicate, sharded_step, split_batches
 from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
 from aejax.training.runners import memory_runner, stream_runner
@@ -71,15 +72,19 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
     every = trainer.checkpoint_every if run_dir is not None else 0
     checkpoints = Checkpoints(run_dir, trainer.checkpoint_keep) if every else None
 
-    test_chunks, test_weights = (jax.device_put(a) for a in pad_to_chunks(data.x_test, trainer.eval_batch_size))
-    train_step = make_train_step(graphdef, objective, tx)
+    mesh = data_mesh(trainer.parallel)
+    state = replicate(state, mesh)
+    test_chunks, test_weights = split_batches(
+        pad_to_chunks(data.x_test, trainer.eval_batch_size, 1 if mesh is None else mesh.size), mesh, axis=1)
+    train_step = sharded_step(make_train_step(graphdef, objective, tx), mesh)
     if feed == "memory":
-        x_train = jax.device_put(load_all(data))  # before the compile clock starts
+        x_train = replicate(jax.device_put(load_all(data)), mesh)  # before the compile clock starts
     start = time.perf_counter()
     run_segment = (memory_runner(x_train, train_step, trainer, state, order_key) if feed == "memory"
-                   else stream_runner(data, train_step, trainer, state, order_key, unroll))
+                   else stream_runner(data, train_step, trainer, state, order_key, unroll,
+                                      put=lambda a: split_batches(a, mesh, axis=1)))
     evaluate = make_eval_fn(graphdef, objective).lower(state.params, test_chunks, test_weights, eval_key).compile()
-    snapshots = (SnapshotRecorder(cfg, data, graphdef, state.params, run_dir, tracker)
+    snapshots = (SnapshotRecorder(cfg, data, graphdef, state.params, run_dir, tracker, put=lambda a: replicate(a, mesh))
                  if run_dir is not None and cfg.snapshot.every > 0 else None)
     compile_s = time.perf_counter() - start
 
@@ -180,6 +185,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
         "steps": step,
         "num_params": count_params(state.params),
         "feed": feed + (" (unrolled)" if unroll else ""),
+        "devices": 1 if mesh is None else mesh.size,
         "compile_time_s": round(compile_s, 3),
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trained / steps * data.num_train / train_s, 1) if trained else 0.0,

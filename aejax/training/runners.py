@@ -37,8 +37,9 @@ def memory_runner(x_train: jax.Array, train_step, trainer: DictConfig, state: Tr
 
 
 def stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainState, key: jax.Array,
-                  unroll: bool = False):
-    """Batches streamed from the source: grain reads chunks of batches, a compiled scan runs each."""
+                  unroll: bool = False, put=jax.device_put):
+    """Batches streamed from the source: grain reads chunks of batches, a compiled scan runs each;
+    ``put`` places a chunk on the device(s)."""
     n, batch = data.num_train, trainer.batch_size
     chunk = trainer.unroll_steps if unroll else trainer.stream_chunk
     order = jax.jit(epoch_batches, static_argnums=(1, 2, 3))
@@ -48,9 +49,9 @@ def stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainSt
 
     def compiled_for(k: int):  # chunk lengths: full ones, and whatever a segment ends with
         if k not in compiled:
-            xs = jax.ShapeDtypeStruct((k, batch // jax.process_count(), *data.example_shape), np.float32)
-            ws = jax.ShapeDtypeStruct((k, batch // jax.process_count()), np.float32)
-            compiled[k] = chunk_fn.lower(state, xs, ws).compile()
+            xs = np.zeros((k, batch // jax.process_count(), *data.example_shape), np.float32)
+            ws = np.zeros((k, batch // jax.process_count()), np.float32)
+            compiled[k] = chunk_fn.lower(state, *put((xs, ws))).compile()  # with the batches' placement
         return compiled[k]
 
     steps = steps_per_epoch(n, batch, trainer.drop_last)
@@ -61,7 +62,7 @@ def stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainSt
         idx, weights = jax.device_get(order(key, n, batch, trainer.drop_last))
         metrics = []
         for xs, ws in feed.epoch(np.asarray(idx)[lo:hi], np.asarray(weights)[lo:hi]):
-            state, m = compiled_for(len(xs))(state, jax.device_put(xs), jax.device_put(ws))
+            state, m = compiled_for(len(xs))(state, *put((xs, ws)))
             metrics.append(m)
         return state, jax.tree.map(lambda *parts: jax.numpy.concatenate(parts), *metrics)
 

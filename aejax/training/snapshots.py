@@ -33,7 +33,8 @@ EVOLUTION_PANELS = 8
 
 class SnapshotRecorder:
     def __init__(self, cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params, run_dir: Path,
-                 tracker: Tracker):
+                 tracker: Tracker, put=jax.device_put):
+        """``put`` places the probe set where the parameters are (replicated over a mesh)."""
         sc = self.cfg = cfg.snapshot
         self.tracker, self.variant = tracker, cfg.variant.name
         self.latent_dim = cfg.model.latent_dim
@@ -46,7 +47,7 @@ class SnapshotRecorder:
         noise = None
         if cfg.variant.head == "gaussian":
             noise = jax.random.normal(jax.random.fold_in(jax.random.key(cfg.seed), 7), (sc.samples, self.latent_dim))
-        self._args = (jax.device_put(self.x), noise, jax.device_put(self.pair))
+        self._args = put((self.x, noise, self.pair))
         self._fn = make_snapshot_fn(graphdef, cfg.variant.recon, sc.grid, sc.interp_steps).lower(
             params, *self._args).compile()
         self.folder.mkdir(parents=True, exist_ok=True)
