@@ -233,3 +233,39 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(small
     (small_disk / "filler").unlink()
     step, state, _ = Checkpoints(small_disk, keep=3).restore(_state(0.0))
     assert step == 10 and np.array_equal(state.params["w"], _state(1.0).params["w"])
+
+
+def test_invalid_wandb_credentials_fall_back_to_offline_and_train(tmp_path):
+    """A W&B server on 127.0.0.1 that refuses the key (HTTP 401 for everything)."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def _deny(self):
+            body = b'{"errors": [{"message": "invalid api key"}]}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = _deny
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {**offline_env(), "WANDB_API_KEY": "f" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+        env.pop("WANDB_MODE")
+        run_dir = tmp_path / "run"
+        proc = subprocess.run([sys.executable, "-m", "aejax", f"hydra.run.dir={run_dir}", "trainer.epochs=2",
+                               "logger.init_timeout=20", "eval.enabled=false", "snapshot.every=0"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert "W&B online init failed (invalid api key); logging offline instead" in (run_dir / "aejax.log").read_text()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
