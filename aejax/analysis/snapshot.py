@@ -30,7 +30,7 @@ from aejax.variants.losses import RECON_LOSSES
 @dataclass
 class SnapshotConfig:
     every: int = 5  # epochs between snapshots (also at the first and last step); 0 = no snapshots
-    probe_size: int = 512  # test examples tracked through training (chosen once per seed)
+    probe_size: int = 256  # test examples tracked through training (chosen once per seed)
     grid: int = 20  # 2-D codes: the decoded manifold is grid x grid points over the codes' range
     images: bool = True  # render figures (media/ and W&B) besides the arrays and tables
     # Figures are drawn while the host's snapshot work stays within this fraction of the training
