@@ -1,0 +1,182 @@
+"""Multiruns: one W&B group per sweep, job names and tags that say what varies, failed jobs
+recorded in their run directories, and a non-zero exit status when any job failed.
+
+Two halves, because a launcher may run jobs in other processes (joblib) or on other hosts
+(submitit): ``SweepCallback`` runs in the launching process at the start and end of the multirun
+(registered in ``conf/config.yaml`` under ``hydra.callbacks``), the job side is called by the CLI in
+each job. They share only files: ``sweep.json`` in the sweep directory, and each job's
+``summary.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from aejax.errors import ConfigError, DataError, RunError
+from aejax.tracking.local import write_json_atomic
+
+SWEEP_FILE = "sweep.json"
+# What the default run name (logger.name) already says; other varied keys are appended to it.
+NAMED_KEYS = {"variant", "variant.name", "model.latent_dim", "seed"}
+DEFAULT_NAME = "${variant.name}-z${model.latent_dim}-s${seed}"
+MAX_TAG = 64  # W&B's limit on a tag's length
+FINISHED = "finished"
+
+
+def sweep_group(sweep_dir: str | Path) -> str:
+    """The W&B group of a sweep's jobs: the sweep directory's last two parts
+    (``multirun/2026-11-21/17-40-22`` -> ``2026-11-21/17-40-22``)."""
+    parts = Path(sweep_dir).resolve().parts
+    return "/".join(parts[-2:])[-128:]
+
+
+def _key(key: str) -> str:
+    """An override's key without its ``+``/``++``/``~`` prefix."""
+    return key.lstrip("+~")
+
+
+def _short(key: str) -> str:
+    """``optimizer.lr`` -> ``lr``, ``experiment/intro_part@_global_`` -> ``intro_part``."""
+    return key.split("@")[0].replace("/", ".").split(".")[-1]
+
+
+def varied_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun sweeps: the sweeper's ``params`` (read by the basic and the Optuna
+    sweeper) and the command line's overrides, the latter winning for the same key as in Hydra's
+    sweepers; a key is varied if its last value is a sweep (``a=1,2``, ``range(..)``, ``interval(..)``)."""
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    items = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    final = {}
+    for override in OverridesParser.create().parse_overrides(items):
+        final[_key(override.get_key_element())] = override.is_sweep_override()
+    return [key for key, swept in final.items() if swept]
+
+
+def label_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """Give a multirun job its W&B group, name and tags (unless the user set them)."""
+    sweep_file = Path(hydra_cfg.sweep.dir) / SWEEP_FILE
+    varied = json.loads(sweep_file.read_text()).get("varied", []) if sweep_file.is_file() else []
+    parser = OverridesParser.create()
+    values = {_key(o.get_key_element()): o.get_value_element_as_str()
+              for o in parser.parse_overrides(list(hydra_cfg.overrides.task))}
+    swept = [(key, values[key]) for key in varied if key in values]
+    logger = cfg.logger
+    with open_dict(cfg):
+        if logger.group is None:
+            logger.group = sweep_group(hydra_cfg.sweep.dir)
+        if OmegaConf.to_container(logger, resolve=False).get("name") == DEFAULT_NAME:
+            extra = [f"{_short(k)}={v}" for k, v in swept if k not in NAMED_KEYS]
+            logger.name = "-".join([str(logger.name), *extra])
+        logger.tags = [*logger.tags, *(f"{k}={v}"[:MAX_TAG] for k, v in swept)]
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None:
+    """Mark the job failed in its ``summary.json`` (with the error), writing a ``config.yaml``
+    if the job failed before its run directory had one (an invalid combination, missing data)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = run_dir / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    summary.update(status="failed", error=f"{type(error).__name__}: {message}"[:500])
+    write_json_atomic(summary_path, summary)
+    if not (run_dir / "config.yaml").exists():
+        try:
+            text = OmegaConf.to_yaml(cfg, resolve=True)
+        except Exception:  # the failure may be an interpolation that does not resolve
+            text = OmegaConf.to_yaml(cfg)
+        (run_dir / "config.yaml").write_text(text)
+
+
+def run_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Optional[float]:
+    """One multirun job: any exception is recorded in the run directory and the sweep goes on.
+
+    Returns the final ``val/loss`` for sweepers, or None for a failed or diverged job (Optuna then
+    marks the trial failed; a NaN would stop its study).
+    """
+    from aejax.experiment import run
+
+    try:
+        label_job(cfg, hydra_cfg)
+        value = run(cfg, run_dir)
+    except Exception as e:
+        record_failure(run_dir, cfg, e)
+        if isinstance(e, ConfigError):
+            print(f"aejax: invalid config: {e}", file=sys.stderr)
+        elif isinstance(e, DataError):
+            print(f"aejax: data unavailable: {e}", file=sys.stderr)
+        elif isinstance(e, RunError):
+            print(f"aejax: {e}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        print(f"aejax: job {hydra_cfg.job.num} failed ({run_dir}); the sweep goes on", file=sys.stderr, flush=True)
+        return None
+    status = _status(run_dir)
+    if status != FINISHED or value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _status(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / "summary.json").read_text()).get("status", "unknown"))
+    except (OSError, ValueError):
+        return "missing"
+
+
+def sweep_jobs(sweep_dir: Path, since: float = 0.0) -> list[Path]:
+    """Job directories under ``sweep_dir`` (those with Hydra's ``.hydra/`` or a ``summary.json``)
+    touched at or after ``since``."""
+    found = set()
+    for marker in (*sweep_dir.rglob(".hydra/overrides.yaml"), *sweep_dir.rglob("summary.json")):
+        job = marker.parent.parent if marker.name == "overrides.yaml" else marker.parent
+        if marker.stat().st_mtime >= since:
+            found.add(job)
+    return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in p.relative_to(sweep_dir).parts])
+
+
+class SweepCallback(Callback):
+    """Registered in conf/config.yaml: notes what a multirun varies for its jobs, and at the end
+    exits with status 1 if any job did not finish (failed, diverged, or never wrote a summary)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time() - 1.0  # coarse file-system clocks
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(sweep_dir / SWEEP_FILE, {"varied": varied_keys(config), "group": sweep_group(sweep_dir),
+                                                   "overrides": list(config.hydra.overrides.task)})
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = sweep_jobs(sweep_dir, self.started)
+        failed = [(job, _status(job)) for job in jobs if _status(job) != FINISHED]
+        if not failed:
+            print(f"aejax: {len(jobs)} jobs finished in {sweep_dir}; compare them with `aejax-report {sweep_dir}`",
+                  file=sys.stderr, flush=True)
+            return
+        lines = [f"aejax: {len(failed)} of {len(jobs)} jobs did not finish in {sweep_dir}:"]
+        for job, status in failed:
+            try:
+                summary = json.loads((job / "summary.json").read_text())
+            except (OSError, ValueError):
+                summary = {}
+            error = summary.get("error") or (f"NaN/Inf loss at step {summary['diverged_at_step']}"
+                                             if "diverged_at_step" in summary else "")
+            lines.append(f"  {job.relative_to(sweep_dir)}: {status}" + (f" ({error})" if error else ""))
+        lines.append(f"the others are complete; compare them with `aejax-report {sweep_dir}`")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        sys.exit(1)
