@@ -15,7 +15,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from aejax.analysis.snapshot import SnapshotConfig
 from aejax.data import DATASETS
 from aejax.errors import ConfigError
-from aejax.models import DECODERS, ENCODERS, HEADS, OUTPUTS
+from aejax.models import DECODERS, DTYPES, ENCODERS, HEADS, OUTPUTS
 from aejax.training.optim import OPTIMIZERS, SCHEDULES
 from aejax.variants.corruption import CorruptionConfig
 from aejax.variants.corruption import check as check_corruption
@@ -32,6 +32,9 @@ class ModelConfig:
     # Output activation applied to the decoder's logits: sigmoid for data in [0, 1],
     # identity for real-valued data; "auto" picks from the dataset's range.
     output: str = "auto"
+    # Computation dtype of the networks: float32, or bfloat16 (mixed precision: parameters,
+    # optimizer state, codes and losses stay float32).
+    dtype: str = "float32"
 
 
 @dataclass
@@ -73,7 +76,6 @@ class TrainerConfig:
     checkpoint_every: int = 5000
     checkpoint_keep: int = 2
     resume: Any = False
-
 
 
 @dataclass
@@ -215,6 +217,7 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.trainer.log_every < 0:
         raise ConfigError("trainer.log_every", f"must be >= 0 (0 logs once per epoch), got {cfg.trainer.log_every}")
     _choice(cfg, "model.output", ("auto", *OUTPUTS))
+    _choice(cfg, "model.dtype", tuple(DTYPES))
     _choice(cfg, "variant.recon", tuple(RECON_LOSSES))
     _choice(cfg, "logger.mode", LOGGER_MODES)
     _choice(cfg, "trainer.progress", PROGRESS)

@@ -3,10 +3,14 @@
 The bottleneck is a linear map from the encoder's features to the code. With the ``gaussian``
 head (VAEs) it outputs a mean and a log-variance per latent unit; ``encode`` then returns the
 mean, so latent plots and evaluations see the same deterministic code for every variant.
+
+With mixed precision the networks compute in bfloat16 (``model.dtype``); the codes and the
+decoder's logits are returned in float32, so sampling, losses and regularizers are float32.
 """
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 OUTPUTS = ("sigmoid", "identity")
@@ -31,7 +35,7 @@ class Autoencoder(nnx.Module):
 
     def code_params(self, h: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         """``(mean, log_variance)`` from features; the log-variance is None for a deterministic head."""
-        out = self.bottleneck(h)
+        out = self.bottleneck(h).astype(jnp.float32)
         if self.head == "gaussian":
             return out[..., : self.latent_dim], out[..., self.latent_dim:]
         return out, None
@@ -41,7 +45,7 @@ class Autoencoder(nnx.Module):
 
     def decode_logits(self, z: jax.Array) -> jax.Array:
         """The decoder's output before the output activation (what BCE-with-logits takes)."""
-        return self.decoder(z)
+        return self.decoder(z).astype(jnp.float32)
 
     def activate(self, logits: jax.Array) -> jax.Array:
         return jax.nn.sigmoid(logits) if self.output == "sigmoid" else logits

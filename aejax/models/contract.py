@@ -8,14 +8,17 @@ bottleneck (a Gaussian head for a VAE) change it without touching the networks.
 
 Builders are registered as ``ENCODERS.register(name, schema)`` with the signature
 ``build(cfg, example_shape, rngs) -> Encoder`` and ``DECODERS.register(name, schema)`` with
-``build(cfg, latent_dim, example_shape, encoder, bottleneck, rngs) -> Decoder``. A decoder gets
+``build(cfg, latent_dim, example_shape, encoder, bottleneck, rngs) -> Decoder``. For mixed
+precision (``model.dtype`` other than float32) builders also get ``dtype=``, the computation dtype
+(e.g. ``jnp.bfloat16``): layers compute in it and keep float32 parameters (Flax's ``dtype`` and
+``param_dtype``); outputs may be in ``dtype``, the ``Autoencoder`` returns float32 codes and logits. A decoder gets
 the built encoder and bottleneck so it can mirror the encoder's widths or share its weights
 (tied decoders); most decoders use neither. Builders raise ``ConfigError`` for shapes that do
 not fit, and ``aejax.experiment`` builds the model abstractly before anything is compiled.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +40,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "identity": lambda x: x,
 }
+
+
+DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}  # model.dtype -> computation dtype (None: float32)
+Dtype = Optional[Any]  # a computation dtype for layers, None for float32
 
 
 def activation(name: str, key: str) -> Callable[[jax.Array], jax.Array]:

@@ -19,7 +19,7 @@ from flax import nnx
 from omegaconf import DictConfig
 
 from aejax.errors import ConfigError
-from aejax.models.contract import DECODERS, ENCODERS, activation
+from aejax.models.contract import DECODERS, ENCODERS, Dtype, activation
 
 KERNEL = (4, 4)
 STRIDE = (2, 2)
@@ -28,15 +28,15 @@ Act = Callable[[jax.Array], jax.Array]
 
 class ConvEncoder(nnx.Module):
     def __init__(self, example_shape: tuple[int, ...], channels: list[int], dense: Optional[int], act: Act,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, dtype: Dtype = None):
         h, w, c = example_shape
         widths = [c, *channels]
-        self.convs = nnx.List([nnx.Conv(a, b, KERNEL, strides=STRIDE, padding="SAME", rngs=rngs)
+        self.convs = nnx.List([nnx.Conv(a, b, KERNEL, strides=STRIDE, padding="SAME", dtype=dtype, rngs=rngs)
                                for a, b in zip(widths[:-1], widths[1:])])
         for _ in channels:
             h, w = -(-h // 2), -(-w // 2)  # SAME padding with stride 2 rounds up
         flat = h * w * channels[-1]
-        self.dense = nnx.Linear(flat, dense, rngs=rngs) if dense else None
+        self.dense = nnx.Linear(flat, dense, dtype=dtype, rngs=rngs) if dense else None
         self.channels = tuple(channels)  # read by the conv decoder to mirror the encoder
         self.dense_width = dense or 0
         self.features = dense or flat
@@ -51,14 +51,14 @@ class ConvEncoder(nnx.Module):
 
 class ConvDecoder(nnx.Module):
     def __init__(self, latent_dim: int, example_shape: tuple[int, ...], channels: list[int], dense: int, act: Act,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, dtype: Dtype = None):
         h, w, c = example_shape
         n = len(channels)
         self.start = (h // 2**n, w // 2**n, channels[0])
-        self.dense = nnx.Linear(latent_dim, dense, rngs=rngs) if dense else None
-        self.project = nnx.Linear(dense or latent_dim, math.prod(self.start), rngs=rngs)
+        self.dense = nnx.Linear(latent_dim, dense, dtype=dtype, rngs=rngs) if dense else None
+        self.project = nnx.Linear(dense or latent_dim, math.prod(self.start), dtype=dtype, rngs=rngs)
         widths = [*channels, c]
-        self.deconvs = nnx.List([nnx.ConvTranspose(a, b, KERNEL, strides=STRIDE, padding="SAME", rngs=rngs)
+        self.deconvs = nnx.List([nnx.ConvTranspose(a, b, KERNEL, strides=STRIDE, padding="SAME", dtype=dtype, rngs=rngs)
                                  for a, b in zip(widths[:-1], widths[1:])])
         self.act = act
 
@@ -102,17 +102,17 @@ def _positive(values: list[int], key: str) -> list[int]:
 
 
 @ENCODERS.register("conv", ConvEncoderConfig)
-def conv_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs) -> ConvEncoder:
+def conv_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs, dtype: Dtype = None) -> ConvEncoder:
     shape = _image(example_shape, "encoder")
     if cfg.dense is not None and cfg.dense <= 0:
         raise ConfigError("encoder.dense", f"must be > 0 or null; got {cfg.dense}")
     channels = _positive(list(cfg.channels), "encoder.channels")
-    return ConvEncoder(shape, channels, cfg.dense, activation(cfg.activation, "encoder.activation"), rngs)
+    return ConvEncoder(shape, channels, cfg.dense, activation(cfg.activation, "encoder.activation"), rngs, dtype)
 
 
 @DECODERS.register("conv", ConvDecoderConfig)
 def conv_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder: nnx.Module, bottleneck: nnx.Module,
-                 rngs: nnx.Rngs) -> ConvDecoder:
+                 rngs: nnx.Rngs, dtype: Dtype = None) -> ConvDecoder:
     h, w, c = _image(example_shape, "decoder")
     mirror = isinstance(encoder, ConvEncoder)
     default = list(reversed(encoder.channels)) if mirror else [64, 32]
@@ -125,4 +125,5 @@ def conv_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder: nnx.M
         fit = max(k for k in range(n + 1) if h % 2**k == 0 and w % 2**k == 0)
         raise ConfigError("decoder.channels", f"{n} stride-2 stages need H and W divisible by {f}; got {h}x{w} "
                                               f"(at most {fit} stages fit this image)")
-    return ConvDecoder(latent_dim, (h, w, c), channels, dense, activation(cfg.activation, "decoder.activation"), rngs)
+    return ConvDecoder(latent_dim, (h, w, c), channels, dense, activation(cfg.activation, "decoder.activation"), rngs,
+                       dtype)

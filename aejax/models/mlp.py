@@ -16,16 +16,16 @@ from flax import nnx
 from omegaconf import DictConfig
 
 from aejax.errors import ConfigError
-from aejax.models.contract import DECODERS, ENCODERS, activation
+from aejax.models.contract import DECODERS, ENCODERS, Dtype, activation
 
 NORMS = ("none", "layer", "rms")
 
 
-def _norm(kind: str, width: int, rngs: nnx.Rngs) -> nnx.Module | None:
+def _norm(kind: str, width: int, rngs: nnx.Rngs, dtype: Dtype = None) -> nnx.Module | None:
     if kind == "layer":
-        return nnx.LayerNorm(width, rngs=rngs)
+        return nnx.LayerNorm(width, dtype=dtype, rngs=rngs)
     if kind == "rms":
-        return nnx.RMSNorm(width, rngs=rngs)
+        return nnx.RMSNorm(width, dtype=dtype, rngs=rngs)
     return None
 
 
@@ -33,14 +33,15 @@ class MLP(nnx.Module):
     """Dense layers ``widths[0] -> ... -> widths[-1]``; hidden layers get norm + activation.
 
     With ``final_activation`` the last layer is treated as hidden too (encoders end in features).
+    ``dtype`` is the computation dtype (None: float32); the parameters are float32 either way.
     """
 
     def __init__(self, widths: list[int], act: Callable[[jax.Array], jax.Array], final_activation: bool,
-                 norm: str, rngs: nnx.Rngs):
+                 norm: str, rngs: nnx.Rngs, dtype: Dtype = None):
         self.widths = list(widths)
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
+        self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
         hidden = len(self.layers) if final_activation else len(self.layers) - 1
-        self.norms = nnx.List([_norm(norm, widths[i + 1], rngs) for i in range(hidden)])
+        self.norms = nnx.List([_norm(norm, widths[i + 1], rngs, dtype) for i in range(hidden)])
         self.act = act
 
     def __call__(self, h: jax.Array) -> jax.Array:
@@ -52,8 +53,10 @@ class MLP(nnx.Module):
 
 
 class MLPEncoder(nnx.Module):
-    def __init__(self, example_shape: tuple[int, ...], hidden: list[int], act, norm: str, rngs: nnx.Rngs):
-        self.mlp = MLP([math.prod(example_shape), *hidden], act, final_activation=True, norm=norm, rngs=rngs)
+    def __init__(self, example_shape: tuple[int, ...], hidden: list[int], act, norm: str, rngs: nnx.Rngs,
+                 dtype: Dtype = None):
+        self.mlp = MLP([math.prod(example_shape), *hidden], act, final_activation=True, norm=norm, rngs=rngs,
+                       dtype=dtype)
         self.hidden = list(hidden)
         self.features = self.mlp.widths[-1]
 
@@ -63,10 +66,10 @@ class MLPEncoder(nnx.Module):
 
 class MLPDecoder(nnx.Module):
     def __init__(self, latent_dim: int, example_shape: tuple[int, ...], hidden: list[int], act, norm: str,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, dtype: Dtype = None):
         self.example_shape = tuple(example_shape)
         widths = [latent_dim, *hidden, math.prod(example_shape)]
-        self.mlp = MLP(widths, act, final_activation=False, norm=norm, rngs=rngs)
+        self.mlp = MLP(widths, act, final_activation=False, norm=norm, rngs=rngs, dtype=dtype)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.mlp(z).reshape(z.shape[0], *self.example_shape)
@@ -76,9 +79,10 @@ class TiedMLPDecoder(nnx.Module):
     """Runs the encoder backwards: ``z -> bottleneck.kernel.T -> ... -> first_layer.kernel.T``."""
 
     def __init__(self, encoder: MLPEncoder, bottleneck: nnx.Linear, latent_dim: int,
-                 example_shape: tuple[int, ...], act):
+                 example_shape: tuple[int, ...], act, dtype: Dtype = None):
         self.example_shape = tuple(example_shape)
         self.latent_dim = latent_dim
+        self.dtype = dtype
         self.encoder_layers = encoder.mlp.layers  # shared references: the same Params as the encoder's
         self.bottleneck = bottleneck
         self.biases = nnx.List([nnx.Param(jnp.zeros((w,))) for w in reversed(encoder.mlp.widths)])
@@ -89,7 +93,8 @@ class TiedMLPDecoder(nnx.Module):
         kernels += [layer.kernel[...] for layer in reversed(self.encoder_layers)]
         h = z
         for i, (kernel, bias) in enumerate(zip(kernels, self.biases)):
-            h = h @ kernel.T + bias[...]
+            h, kernel, bias = nnx.nn.dtypes.promote_dtype((h, kernel, bias[...]), dtype=self.dtype)
+            h = h @ kernel.T + bias
             if i < len(kernels) - 1:
                 h = self.act(h)
         return h.reshape(z.shape[0], *self.example_shape)
@@ -138,38 +143,42 @@ def _check_norm(cfg: DictConfig, key: str) -> str:
 
 
 @ENCODERS.register("mlp", MLPEncoderConfig)
-def mlp_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs) -> MLPEncoder:
+def mlp_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs, dtype: Dtype = None) -> MLPEncoder:
     act = activation(cfg.activation, "encoder.activation")
     return MLPEncoder(example_shape, _checked(list(cfg.hidden), "encoder.hidden"), act,
-                      _check_norm(cfg, "encoder.norm"), rngs)
+                      _check_norm(cfg, "encoder.norm"), rngs, dtype)
 
 
 @ENCODERS.register("linear", LinearEncoderConfig)
-def linear_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs) -> MLPEncoder:
+def linear_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs, dtype: Dtype = None) -> MLPEncoder:
     return MLPEncoder(example_shape, _checked(list(cfg.hidden), "encoder.hidden"), activation("identity", ""),
-                      "none", rngs)
+                      "none", rngs, dtype)
 
 
-def _decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, act, norm: str, rngs):
+def _decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, act, norm: str, rngs, dtype):
     if cfg.tied:
         if not isinstance(encoder, MLPEncoder):
             raise ConfigError("decoder.tied", "tied weights need an mlp or linear encoder")
         if cfg.hidden is not None or norm != "none":
             raise ConfigError("decoder.tied", "a tied decoder mirrors the encoder: leave decoder.hidden null and norm none")
-        return TiedMLPDecoder(encoder, bottleneck, latent_dim, example_shape, act)
+        return TiedMLPDecoder(encoder, bottleneck, latent_dim, example_shape, act, dtype)
     if cfg.hidden is not None:
         hidden = _checked(list(cfg.hidden), "decoder.hidden")
     else:  # mirror the encoder's widths when it has them
         hidden = list(reversed(getattr(encoder, "hidden", [])))
-    return MLPDecoder(latent_dim, example_shape, hidden, act, norm, rngs)
+    return MLPDecoder(latent_dim, example_shape, hidden, act, norm, rngs, dtype)
 
 
 @DECODERS.register("mlp", MLPDecoderConfig)
-def mlp_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, rngs: nnx.Rngs):
+def mlp_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, rngs: nnx.Rngs,
+                dtype: Dtype = None):
     act = activation(cfg.activation, "decoder.activation")
-    return _decoder(cfg, latent_dim, example_shape, encoder, bottleneck, act, _check_norm(cfg, "decoder.norm"), rngs)
+    return _decoder(cfg, latent_dim, example_shape, encoder, bottleneck, act, _check_norm(cfg, "decoder.norm"), rngs,
+                    dtype)
 
 
 @DECODERS.register("linear", LinearDecoderConfig)
-def linear_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, rngs: nnx.Rngs):
-    return _decoder(cfg, latent_dim, example_shape, encoder, bottleneck, activation("identity", ""), "none", rngs)
+def linear_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder, bottleneck, rngs: nnx.Rngs,
+                   dtype: Dtype = None):
+    return _decoder(cfg, latent_dim, example_shape, encoder, bottleneck, activation("identity", ""), "none", rngs,
+                    dtype)
