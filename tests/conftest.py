@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ["WANDB_SILENT"] = "true"
 
+import contextlib  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -56,3 +57,16 @@ def prepared_fashion_mnist(tmp_path_factory, worker_id) -> Path:
     data_dir = (root if worker_id == "master" else root.parent) / "mnist_family_data"
     mnist_family.prepare("fashion_mnist", data_dir=data_dir)
     return data_dir
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A small tmpfs at ``path`` (a disk that really fills up, or can be made read-only); the
+    test is skipped where mounting is not allowed (it needs root with CAP_SYS_ADMIN)."""
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

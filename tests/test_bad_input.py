@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import compose_config, offline_env
+from conftest import compose_config, offline_env, tmpfs
 
 from aejax.data import load_dataset
 from aejax.errors import ConfigError, DataError
@@ -50,15 +50,11 @@ def test_a_damaged_dataset_cache_says_how_to_rebuild_it(prepared_fashion_mnist, 
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    """A read-only file system (even root cannot write there); needs the right to mount."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
-    (mount / "old-run").mkdir()
-    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A read-only file system: even root cannot write there."""
+    with tmpfs(tmp_path / "ro", "1m") as mount:
+        (mount / "old-run").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount
 
 
 def test_a_read_only_output_directory_is_refused_before_anything_runs(read_only_dir, tmp_path):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import offline_env
+from conftest import offline_env, tmpfs
 
 from aejax.errors import EXIT_DIVERGED
 from aejax.training.checkpoint import CheckpointError, Checkpoints
@@ -210,13 +210,9 @@ def test_the_wandb_key_is_never_written_down(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MiB tmpfs: a disk that really fills up (needs the right to mount; skipped otherwise)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A 4 MiB disk that really fills up."""
+    with tmpfs(tmp_path / "disk", "4m") as mount:
+        yield mount
 
 
 def test_a_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(small_disk):
