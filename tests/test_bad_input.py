@@ -5,6 +5,7 @@ test_cli.py), a dataset missing offline (test_mnist_family.py), W&B unreachable 
 (test_wandb_tracker.py, test_reliability.py), damaged checkpoints and a full disk
 (test_reliability.py).
 """
+import json
 import logging
 import shutil
 import subprocess
@@ -81,4 +82,4 @@ def test_resuming_needs_a_checkpoint_and_the_same_config(tmp_path):
     run(compose_config("logger.mode=disabled", "trainer.epochs=2", "eval.enabled=false", "snapshot.every=0",
                        f"trainer.resume={tmp_path / 'first'}"), tmp_path / "second")
     assert (tmp_path / "first" / "metrics.jsonl").read_text() == rows_before
-    assert np.isfinite(float(__import__("json").loads((tmp_path / "first" / "summary.json").read_text())["val/loss"]))
+    assert np.isfinite(float(json.loads((tmp_path / "first" / "summary.json").read_text())["val/loss"]))

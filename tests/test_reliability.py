@@ -1,6 +1,5 @@
 """Checkpoints, resume after kill -9 and SIGTERM, divergence, a full disk, and secrets."""
 import json
-import os
 import signal
 import subprocess
 import sys
