@@ -73,6 +73,9 @@ class TrainerConfig:
     # Data parallelism: sharded (one program over all devices, batch split, state replicated),
     # none, or auto (sharded on more than one GPU/TPU; virtual CPU devices only when asked for).
     parallel: str = "auto"
+    # A seed batch: N models (seeds seed..seed+N-1, each with its own data order) trained as one
+    # compiled program with jax.vmap, each its own run directory (RUN_DIR/seed_<s>) and W&B run.
+    num_seeds: int = 1
     checkpoint_every: int = 5000
     checkpoint_keep: int = 2
     resume: Any = False
@@ -168,6 +171,23 @@ def validate(cfg: DictConfig) -> DictConfig:
     return out_cfg
 
 
+def _check_seed_batch(cfg: DictConfig) -> None:
+    """A seed batch is one program on one device whose models read their own orders of the training
+    split held in memory: the settings that would contradict that are refused."""
+    t = cfg.trainer
+    if t.num_seeds == 1:
+        return
+    if t.parallel not in ("auto", "none"):
+        raise ConfigError("trainer.num_seeds", f"a seed batch runs on one device; trainer.parallel={t.parallel} "
+                                               "is not supported with it (use trainer.parallel=auto or none)")
+    if t.feed == "stream":
+        raise ConfigError("trainer.num_seeds", "a seed batch needs the training split in device memory "
+                                               "(trainer.feed=memory or auto), not trainer.feed=stream")
+    if t.unroll == "on":
+        raise ConfigError("trainer.num_seeds", "trainer.unroll=on streams the data, which a seed batch cannot; "
+                                               "use trainer.unroll=auto or off")
+
+
 def _merge_terms(terms: dict[str, Any]) -> DictConfig:
     if not isinstance(terms, dict):
         raise ConfigError("variant.terms", f"expected a mapping of term name to settings, got {terms!r}")
@@ -211,7 +231,8 @@ def _check_values(cfg: DictConfig) -> None:
               "trainer.stream_prefetch", "trainer.unroll_steps", "optimizer.lr", "optimizer.grad_clip", "logger.init_timeout")
     if cfg.trainer.checkpoint_every < 0:
         raise ConfigError("trainer.checkpoint_every", f"must be >= 0 (0: no checkpoints), got {cfg.trainer.checkpoint_every}")
-    _positive(cfg, "trainer.checkpoint_keep")
+    _positive(cfg, "trainer.checkpoint_keep", "trainer.num_seeds")
+    _check_seed_batch(cfg)
     if not isinstance(cfg.trainer.resume, (bool, str)):
         raise ConfigError("trainer.resume", f"must be false, true or a run directory, got {cfg.trainer.resume!r}")
     if cfg.trainer.log_every < 0:

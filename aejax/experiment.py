@@ -1,6 +1,7 @@
 """One job: validate the config, load the data, train, track, summarise."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.config import validate
@@ -18,8 +19,10 @@ from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
 from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import open_trackers
+from aejax.tracking.local import write_json_atomic
 from aejax.training.epoch import steps_per_epoch
-from aejax.training.loop import fit
+from aejax.training.feed import memory_budget
+from aejax.training.loop import fit_seeds, seed_config
 from aejax.training.parallel import data_mesh
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 from aejax.training.optim import learning_rate
@@ -38,7 +41,12 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     if cfg.trainer.batch_size > data.num_train:
         raise ConfigError("trainer.batch_size",
                           f"{cfg.trainer.batch_size} is larger than the {data.num_train} training examples of {data.name}")
-    mesh = data_mesh(cfg.trainer.parallel)
+    if cfg.trainer.num_seeds > 1 and data.train_bytes > memory_budget():
+        raise ConfigError("trainer.num_seeds", f"a seed batch keeps the training split in device memory, and the "
+                                               f"{data.train_bytes / 2**30:.1f} GiB of {data.name} do not fit its budget "
+                                               f"({memory_budget() / 2**30:.1f} GiB): run the seeds as separate jobs "
+                                               f"(seed=0,1,2 --multirun)")
+    mesh = data_mesh(cfg.trainer.parallel) if cfg.trainer.num_seeds == 1 else None
     if mesh is not None and cfg.trainer.batch_size % mesh.size:
         fit = -(-cfg.trainer.batch_size // mesh.size) * mesh.size
         raise ConfigError("trainer.batch_size", f"{cfg.trainer.batch_size} does not split evenly over the {mesh.size} "
@@ -84,7 +92,8 @@ def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
     if setting is False:
         return run_dir, False
     target = run_dir if setting is True else Path(str(setting)).expanduser()
-    if not any(p.name.isdigit() for p in (target / "checkpoints").glob("*")):
+    runs = [target] if cfg.trainer.num_seeds == 1 else [target / f"seed_{cfg.seed + i}" for i in range(cfg.trainer.num_seeds)]
+    if not any(p.name.isdigit() for run in runs for p in (run / "checkpoints").glob("*")):
         hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
                 if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
         raise ConfigError("trainer.resume", f"no checkpoint to resume from in {target / 'checkpoints'}: {hint}")
@@ -116,43 +125,112 @@ def _leaf_keys(node: Any, prefix: str = "") -> set[str]:
     return {prefix[:-1]}
 
 
+def seed_runs(cfg: DictConfig, run_dir: Path) -> list[tuple[DictConfig, Path]]:
+    """``(config, run directory)`` of each run: the run itself, or for ``trainer.num_seeds=n`` the
+    ``n`` runs of the seed batch, ``RUN_DIR/seed_<s>``, each with the validated config of the
+    equivalent separate run (its seed, its own W&B name) in the batch's W&B group."""
+    n = OmegaConf.select(cfg, "trainer.num_seeds", default=1)
+    if n == 1:
+        return [(validate(cfg), run_dir)]
+    from aejax.sweep import sweep_group
+
+    out = []
+    for i in range(n):
+        member = seed_config(cfg, i)
+        with open_dict(member):
+            if member.logger.group is None:  # outside a multirun: the batch is the group
+                member.logger.group = sweep_group(run_dir)
+            member.logger.tags = [*member.logger.tags, f"seed_batch={n}"]
+        out.append((validate(member), run_dir / f"seed_{member.seed}"))
+    return out
+
+
 def run(cfg: DictConfig, run_dir: Path) -> float:
-    """Train the configured autoencoder; return the final validation loss (for sweepers; +inf when
-    training diverged). A run stopped by SIGTERM/SIGINT saves a checkpoint and exits with
-    ``EXIT_PREEMPTED``."""
-    cfg = validate(cfg)
+    """Train the configured autoencoder(s); return the final validation loss (for sweepers; the
+    mean over a seed batch; +inf when training diverged). A run stopped by SIGTERM/SIGINT saves a
+    checkpoint and exits with ``EXIT_PREEMPTED``."""
+    raw, cfg = cfg, validate(cfg)
     run_dir, resume = resume_target(cfg, Path(run_dir))
     _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
     data = load_dataset(cfg.dataset)
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)
     check_against_data(cfg, data)
+    runs = seed_runs(raw, run_dir)
+    batch = BatchDir(run_dir, cfg, [d for _, d in runs]) if len(runs) > 1 else None
 
-    trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg), resume=resume)
-    status = "failed"
+    trackers: list = []
+    statuses = ["failed"] * len(runs)
     try:
-        result = fit(cfg, data, trackers, run_dir, resume=resume)
-        if result.status == "diverged":
-            trackers.summary({**result.summary, "run_dir": str(run_dir)})
-            status = "diverged"
-            print(f"aejax: training diverged (a NaN/Inf loss at step {result.summary['diverged_at_step']}); "
-                  f"last good checkpoint: step {result.summary['last_checkpoint_step']}; run dir: {run_dir}",
-                  file=sys.stderr, flush=True)
-            return math.inf
-        if cfg.eval.enabled:
-            key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
-            result.summary.update(evaluate(cfg, data, result.graphdef, result.state.params, key))
-        trackers.summary({**result.summary, "run_dir": str(run_dir)})
-        status = "finished"
+        for run_cfg, dir_ in runs:
+            trackers.append(open_trackers(run_cfg.logger, dir_, OmegaConf.to_container(run_cfg), resume=resume,
+                                          concurrent=batch is not None))
+        results = fit_seeds(cfg, data, trackers, [d for _, d in runs], resume=resume)
+        pca = None
+        for i, ((run_cfg, dir_), tracker, result) in enumerate(zip(runs, trackers, results)):
+            if result.status == "diverged":
+                tracker.summary({**result.summary, "run_dir": str(dir_)})
+                statuses[i] = "diverged"
+                print(f"aejax: training diverged (a NaN/Inf loss at step {result.summary['diverged_at_step']}); "
+                      f"last good checkpoint: step {result.summary['last_checkpoint_step']}; run dir: {dir_}",
+                      file=sys.stderr, flush=True)
+                continue
+            if cfg.eval.enabled:
+                key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
+                result.summary.update(evaluate(run_cfg, data, result.graphdef, result.state.params, key, pca))
+                pca = result.summary["test/pca_mse"]  # the same baseline for every seed
+            tracker.summary({**result.summary, "run_dir": str(dir_)})
+            statuses[i] = "finished"
     except Preempted as e:
-        status = "preempted"
-        trackers.summary({"preempted_at_step": e.step})
+        statuses = ["preempted"] * len(runs)
+        for tracker in trackers:
+            tracker.summary({"preempted_at_step": e.step})
         print(f"aejax: {e}; continue with `aejax-train ... trainer.resume={run_dir}`", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_PREEMPTED) from None
     finally:
-        trackers.finish(status)
-    _print_summary(cfg, data, result.summary, run_dir, trackers)
-    return result.summary["val/loss"]
+        for tracker, status in zip(trackers, statuses):
+            tracker.finish(status)
+        if batch is not None:
+            batch.finish(statuses)
+    for (run_cfg, dir_), tracker, result, status in zip(runs, trackers, results, statuses):
+        if status == "finished":
+            _print_summary(run_cfg, data, result.summary, dir_, tracker)
+    losses = [r.summary["val/loss"] if st == "finished" else math.inf for r, st in zip(results, statuses)]
+    if batch is not None:
+        print(batch.describe(), flush=True)
+    return float(np.mean(losses)) if all(math.isfinite(v) for v in losses) else math.inf
+
+
+class BatchDir:
+    """The directory of a seed batch: its ``config.yaml`` (with ``trainer.num_seeds``) and a
+    ``summary.json`` naming the runs (``runs``) with the mean and spread of their final metrics."""
+
+    def __init__(self, run_dir: Path, cfg: DictConfig, runs: list[Path]):
+        self.run_dir, self.runs = run_dir, runs
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        self.summary: dict[str, Any] = {"status": "running", "num_seeds": len(runs),
+                                        "runs": [str(p.relative_to(run_dir)) for p in runs]}
+        write_json_atomic(run_dir / "summary.json", self.summary)
+
+    def finish(self, statuses: list[str]) -> None:
+        self.summary["statuses"] = statuses
+        worst = [s for s in ("preempted", "failed", "diverged") if s in statuses]
+        self.summary["status"] = worst[0] if worst else "finished"
+        finals = [json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else {}
+                  for p in self.runs]
+        for key in ("val/loss", "train/loss", "test/mse", "test/probe_accuracy", "test/knn_accuracy"):
+            values = [f[key] for f, st in zip(finals, statuses) if st == "finished" and key in f]
+            if values:
+                self.summary[f"{key}_mean"] = float(np.mean(values))
+                self.summary[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        write_json_atomic(self.run_dir / "summary.json", self.summary)
+
+    def describe(self) -> str:
+        s = self.summary
+        if "val/loss_mean" not in s:
+            return f"aejax: seed batch of {s['num_seeds']} in {self.run_dir}: {s['status']}"
+        return (f"aejax: seed batch of {s['num_seeds']} ({', '.join(s['runs'])}): val/loss "
+                f"{s['val/loss_mean']:.5f} ± {s['val/loss_std']:.5f} (mean ± std over seeds); {s['status']}")
 
 
 def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, trackers) -> None:

@@ -108,7 +108,14 @@ def find_runs(root: Path) -> list[Path]:
             run = path.parent.parent if marker.startswith(".hydra") else path.parent
             if "wandb" not in run.relative_to(root).parts:
                 found.add(run)
+    found -= {run for run in found if _batch_runs(run)}  # a seed batch is shown as its runs
     return sorted(found, key=lambda p: _natural(p.relative_to(root)))
+
+
+def _batch_runs(path: Path) -> list[str]:
+    """The runs of a seed batch's directory (``trainer.num_seeds > 1``), none for a run."""
+    runs = _read_json(path / "summary.json").get("runs")
+    return runs if isinstance(runs, list) else []
 
 
 def _override_key(key: str) -> str:
@@ -130,10 +137,16 @@ def _overrides(run: Path) -> Optional[dict[str, str]]:
 
 def load_run(path: Path, root: Path) -> Run:
     config = _read_yaml(path / "config.yaml")
+    overrides = _overrides(path)
+    if overrides is None and path.name in _batch_runs(path.parent) and isinstance(config, dict):
+        overrides = _overrides(path.parent)  # a seed batch's run: the batch's overrides, with its own seed
+        if overrides is not None:
+            overrides.pop("trainer.num_seeds", None)
+            overrides["seed"] = str(config.get("seed"))
     summary = _read_json(path / "summary.json")
     return Run(path=path, name=str(path.relative_to(root)) if path != root else path.name,
                status=str(summary.get("status", "missing")), config=_flatten(config) if isinstance(config, dict) else {},
-               overrides=_overrides(path), summary=summary, rows=_read_rows(path / "metrics.jsonl"))
+               overrides=overrides, summary=summary, rows=_read_rows(path / "metrics.jsonl"))
 
 
 def _fmt_value(value: Any) -> str:

@@ -75,7 +75,7 @@ def label_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
             logger.group = sweep_group(hydra_cfg.sweep.dir)
         if OmegaConf.to_container(logger, resolve=False).get("name") == DEFAULT_NAME:
             extra = [f"{_short(k)}={v}" for k, v in swept if k not in NAMED_KEYS]
-            logger.name = "-".join([str(logger.name), *extra])
+            logger.name = "-".join([DEFAULT_NAME, *extra])  # still resolved per run (a seed batch's seeds)
         logger.tags = [*logger.tags, *(f"{k}={v}"[:MAX_TAG] for k, v in swept)]
 
 
@@ -137,12 +137,13 @@ def _status(run_dir: Path) -> str:
 
 def sweep_jobs(sweep_dir: Path, since: float = 0.0) -> list[Path]:
     """Job directories under ``sweep_dir`` (those with Hydra's ``.hydra/`` or a ``summary.json``)
-    touched at or after ``since``."""
+    touched at or after ``since``; the runs of a seed batch count as their job."""
     found = set()
     for marker in (*sweep_dir.rglob(".hydra/overrides.yaml"), *sweep_dir.rglob("summary.json")):
         job = marker.parent.parent if marker.name == "overrides.yaml" else marker.parent
         if marker.stat().st_mtime >= since:
             found.add(job)
+    found = {job for job in found if not any(parent in found for parent in job.parents)}  # a seed batch's runs
     return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in p.relative_to(sweep_dir).parts])
 
 

@@ -135,7 +135,7 @@ def test_an_exception_during_training_marks_the_job_failed_and_returns_none(tmp_
     def explode(*args, **kwargs):
         raise FloatingPointError("the loss is nan at step 3")
 
-    monkeypatch.setattr(aejax.experiment, "fit", explode)
+    monkeypatch.setattr(aejax.experiment, "fit_seeds", explode)
     cfg = compose_config("logger.mode=disabled", "seed=3", validated=False)
     run_dir = tmp_path / "0"
     assert run_job(cfg, _hydra(tmp_path, ["seed=3"]), run_dir) is None

@@ -76,8 +76,9 @@ def _iwae_bounds(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, mean:
 
 
 def evaluate(cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx.State,
-             key: jax.Array) -> dict[str, float]:
-    """The ``test/*`` (and ``anomaly/*``) summary of a trained model."""
+             key: jax.Array, pca_mse: float | None = None) -> dict[str, float]:
+    """The ``test/*`` (and ``anomaly/*``) summary of a trained model; ``pca_mse``: the PCA baseline
+    at this bottleneck size when already computed (it depends on the data only)."""
     e, batch = cfg.eval, cfg.trainer.eval_batch_size
     test = _per_example(graphdef, params, data.x_test, batch)
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
@@ -89,7 +90,7 @@ def evaluate(cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx
     # The training split as far as it is needed: all of it in memory, the first probe_examples if streamed.
     streamed = not isinstance(data.x_train, np.ndarray)
     x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
-    out["test/pca_mse"] = metrics.pca_test_mse(x_train, data.x_test, cfg.model.latent_dim)
+    out["test/pca_mse"] = pca_mse if pca_mse is not None else metrics.pca_test_mse(x_train, data.x_test, cfg.model.latent_dim)
     out["test/ae_pca_ratio"] = out["test/mse"] / out["test/pca_mse"] if out["test/pca_mse"] > 0 else math.inf
 
     train = _per_example(graphdef, params, x_train[: e.probe_examples], batch)

@@ -57,8 +57,9 @@ def interpolation_pair(labels: np.ndarray) -> np.ndarray:
     return np.array([0, other[0] if len(other) else min(1, len(labels) - 1)], np.int32)
 
 
-def make_snapshot_fn(graphdef: nnx.GraphDef, recon: str, grid: int, interp_steps: int):
-    """``snapshot(params, x, noise, pair) -> dict of arrays``, compiled once per run."""
+def make_snapshot_fn(graphdef: nnx.GraphDef, recon: str, grid: int, interp_steps: int, batched: bool = False):
+    """``snapshot(params, x, noise, pair) -> dict of arrays``, compiled once per run; ``batched``:
+    every argument and output with a leading axis of models (a seed batch)."""
     recon_loss = RECON_LOSSES[recon]
 
     def snapshot(params, x, noise, pair):
@@ -80,7 +81,7 @@ def make_snapshot_fn(graphdef: nnx.GraphDef, recon: str, grid: int, interp_steps
             out["interp"] = model.decode((1 - t) * z[pair[0]] + t * z[pair[1]]).astype(jnp.float16)
         return out
 
-    return jax.jit(snapshot)
+    return jax.jit(jax.vmap(snapshot) if batched else snapshot)
 
 
 class Projection:

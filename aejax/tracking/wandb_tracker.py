@@ -39,15 +39,17 @@ def resolve_mode(mode: str) -> str:
 
 
 class WandbTracker:
-    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict[str, Any], resume_id: str | None = None):
-        """``resume_id``: continue that run (a resumed training run keeps its W&B run, offline too)."""
+    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict[str, Any], resume_id: str | None = None,
+                 concurrent: bool = False):
+        """``resume_id``: continue that run (a resumed training run keeps its W&B run, offline too);
+        ``concurrent``: leave this process's other runs open (the runs of a seed batch log side by side)."""
         import wandb
 
         self._wandb = wandb
         mode = resolve_mode(cfg.mode)
         kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group, name=cfg.name,
                       tags=list(cfg.tags), job_type=cfg.job_type, config=config, dir=str(run_dir),
-                      reinit="finish_previous")
+                      reinit="create_new" if concurrent else "finish_previous")
         if resume_id:
             kwargs.update(id=resume_id, resume="allow")
         settings = wandb.Settings(init_timeout=cfg.init_timeout, silent=True)

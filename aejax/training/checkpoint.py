@@ -79,5 +79,11 @@ class Checkpoints:
         raise CheckpointError(f"no readable checkpoint in {self.directory}: " + "; ".join(errors)
                               + ". Delete the folder to start afresh.")
 
+    def drop_after(self, step: int) -> None:
+        """Delete the checkpoints past ``step``: a run resumed from ``step`` writes them again."""
+        for later in self.steps():
+            if later > step:
+                self.manager.delete(later)
+
     def close(self) -> None:
         self.manager.close()

@@ -27,11 +27,15 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int, drop_last:
     return idx.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def make_epoch_fn(train_step, batch_size: int, drop_last: bool):
+def make_epoch_fn(train_step, batch_size: int, drop_last: bool, batched: bool = False):
     """``epoch(state, x_train, key[, lo, hi]) -> (state, per-step metrics [steps])``, jitted with the
     state donated. The whole epoch is one ``lax.scan``; with ``lo, hi`` only steps ``lo..hi-1`` of
     the epoch's order run (a while loop with traced bounds: one program for every segment, used
-    to stop at checkpoints inside an epoch) and the metrics of the other steps are zeros."""
+    to stop at checkpoints inside an epoch) and the metrics of the other steps are zeros.
+
+    ``batched``: a seed batch. The state and the key have a leading axis of models, each model
+    trains on its own order of the shared ``x_train`` (``jax.vmap``), the metrics are ``[n, steps]``.
+    """
 
     def epoch(state, x_train, key, lo=None, hi=None):
         idx, weights = epoch_batches(key, x_train.shape[0], batch_size, drop_last)
@@ -52,7 +56,14 @@ def make_epoch_fn(train_step, batch_size: int, drop_last: bool):
 
         return jax.lax.fori_loop(lo, hi, body, (state, zeros))
 
-    return jax.jit(epoch, donate_argnums=0)
+    if not batched:
+        return jax.jit(epoch, donate_argnums=0)
+    whole, part = jax.vmap(epoch, in_axes=(0, None, 0)), jax.vmap(epoch, in_axes=(0, None, 0, None, None))
+
+    def models(state, x_train, key, lo=None, hi=None):
+        return whole(state, x_train, key) if lo is None else part(state, x_train, key, lo, hi)
+
+    return jax.jit(models, donate_argnums=0)
 
 
 def make_chunk_fn(train_step, unroll: bool = False):
@@ -76,8 +87,9 @@ def pad_to_chunks(x: np.ndarray, chunk: int, multiple: int = 1) -> tuple[np.ndar
     return padded.reshape(num, chunk, *x.shape[1:]), weights.reshape(num, chunk)
 
 
-def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective):
-    """``evaluate(params, chunks, weights, key) -> mean of each term`` over a padded split."""
+def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective, batched: bool = False):
+    """``evaluate(params, chunks, weights, key) -> mean of each term`` over a padded split;
+    ``batched``: params and key of a seed batch, the means ``[n]``."""
 
     def evaluate(params, chunks, weights, key):
         def chunk_sums(batch):
@@ -87,4 +99,4 @@ def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective):
         sums = jax.lax.map(chunk_sums, (jnp.arange(chunks.shape[0]), chunks, weights))
         return {name: jnp.sum(total) / jnp.sum(weights) for name, total in sums.items()}
 
-    return jax.jit(evaluate)
+    return jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)) if batched else evaluate)

@@ -16,9 +16,11 @@ from aejax.training.feed import StreamFeed
 from aejax.training.state import TrainState
 
 
-def memory_runner(x_train: jax.Array, train_step, trainer: DictConfig, state: TrainState, key: jax.Array):
-    """The training split held on the device: a compiled scan per epoch, a loop per segment."""
-    epoch = make_epoch_fn(train_step, trainer.batch_size, trainer.drop_last)
+def memory_runner(x_train: jax.Array, train_step, trainer: DictConfig, state: TrainState, key: jax.Array,
+                  batched: bool = False):
+    """The training split held on the device: a compiled scan per epoch, a loop per segment;
+    ``batched``: a seed batch (see ``make_epoch_fn``), metrics ``[n, hi - lo]``."""
+    epoch = make_epoch_fn(train_step, trainer.batch_size, trainer.drop_last, batched)
     steps = steps_per_epoch(x_train.shape[0], trainer.batch_size, trainer.drop_last)
     whole = epoch.lower(state, x_train, key).compile()
     bound = jax.ShapeDtypeStruct((), np.int32)
@@ -31,7 +33,7 @@ def memory_runner(x_train: jax.Array, train_step, trainer: DictConfig, state: Tr
         if part is None:  # compiled on first use: most runs never stop inside an epoch
             part = epoch.lower(state, x_train, key, bound, bound).compile()
         state, metrics = part(state, x_train, key, np.int32(lo), np.int32(hi))
-        return state, jax.tree.map(lambda m: m[lo:hi], metrics)
+        return state, jax.tree.map(lambda m: m[..., lo:hi], metrics)
 
     return run
 

@@ -1,9 +1,10 @@
 """Taking latent snapshots during training without stalling it.
 
-``take`` dispatches the compiled snapshot function and returns at once; ``flush`` fetches its
-arrays (one transfer), writes ``snapshots/step_XXXXXXX.npz``, draws the figures into
-``media/`` and logs table, histograms and images at the snapshot's step. The loop calls
-``flush`` right after dispatching the next epoch, so the host's work overlaps the device's.
+``Snapshots.take`` dispatches the compiled snapshot program (one per run, or one for all runs of
+a seed batch) and returns at once; each run's ``SnapshotRecorder.flush`` fetches the arrays (one
+transfer), writes ``snapshots/step_XXXXXXX.npz``, draws the figures into ``media/`` and logs
+table, histograms and images at the snapshot's step. The loop calls ``flush`` right after
+dispatching the next epoch, so the host's work overlaps the device's.
 
 Files: ``snapshots/probe.npz`` (the probe inputs, labels, test indices, class names) once,
 then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``z_2d``,
@@ -32,9 +33,9 @@ EVOLUTION_PANELS = 8
 
 
 class SnapshotRecorder:
-    def __init__(self, cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params, run_dir: Path,
-                 tracker: Tracker, put=jax.device_put):
-        """``put`` places the probe set where the parameters are (replicated over a mesh)."""
+    """The host's side of one run's snapshots: its probe set, files, figures and logging."""
+
+    def __init__(self, cfg: DictConfig, data: Dataset, run_dir: Path, tracker: Tracker):
         sc = self.cfg = cfg.snapshot
         self.tracker, self.variant = tracker, cfg.variant.name
         self.latent_dim = cfg.model.latent_dim
@@ -46,17 +47,16 @@ class SnapshotRecorder:
         self.pair = interpolation_pair(self.labels)
         noise = None
         if cfg.variant.head == "gaussian":
-            noise = jax.random.normal(jax.random.fold_in(jax.random.key(cfg.seed), 7), (sc.samples, self.latent_dim))
-        self._args = put((self.x, noise, self.pair))
-        self._fn = make_snapshot_fn(graphdef, cfg.variant.recon, sc.grid, sc.interp_steps).lower(
-            params, *self._args).compile()
+            noise = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(cfg.seed), 7),
+                                                 (sc.samples, self.latent_dim)))
+        self.args = (self.x, noise, self.pair)  # the snapshot program's inputs besides the parameters
         self.folder.mkdir(parents=True, exist_ok=True)
         np.savez(self.folder / "probe.npz", x=self.x, labels=self.labels, index=index.astype(np.int64),
                  class_names=np.array(self.class_names), unit_range=np.bool_(data.unit_range))
         self.projection = Projection(self.latent_dim)
         self.limits: Optional[np.ndarray] = None
         self.frames: list[tuple[np.ndarray, np.ndarray, str]] = []
-        self._pending: Optional[tuple[dict, int, float]] = None
+        self._pending: Optional[tuple] = None
         self._painter: dict = {}
         self._started = time.perf_counter()
         self.figure_steps: list[int] = []  # the snapshots that got figures
@@ -84,10 +84,11 @@ class SnapshotRecorder:
         every = self.cfg.every
         return every > 0 and (epoch % every == 0 or epoch == epochs)
 
-    def take(self, params, step: int, epoch: float, last: bool = False) -> None:
-        """Dispatch a snapshot of ``params`` (asynchronously); a pending one is flushed first."""
+    def take(self, out: dict, index: Optional[int], step: int, epoch: float, last: bool = False) -> None:
+        """Keep the snapshot program's dispatched output (row ``index`` of a seed batch's) until
+        ``flush``; a pending one is flushed first."""
         self.flush()
-        self._pending = (self._fn(params, *self._args), step, epoch, last)
+        self._pending = (out, index, step, epoch, last)
 
     def _draw_figures(self, first: bool, last: bool) -> bool:
         """Figures cost the host most; they are skipped while over the budget (see SnapshotConfig)."""
@@ -102,9 +103,9 @@ class SnapshotRecorder:
         if self._pending is None:
             return
         start = time.perf_counter()
-        out, step, epoch, last = self._pending
+        out, index, step, epoch, last = self._pending
         self._pending = None
-        arrays = {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+        arrays = {k: np.asarray(v if index is None else v[index]) for k, v in jax.device_get(out).items()}
         self.projection.fit(arrays["z"])
         arrays.update(step=np.int64(step), epoch=np.float64(epoch), labels=self.labels,
                       z_2d=self.projection.points(arrays["z"]), grad_2d=self.projection.directions(arrays["grad"]),
@@ -175,3 +176,25 @@ class SnapshotRecorder:
         if media:
             self.tracker.log_media(step, media)
         self.host_seconds += time.perf_counter() - start
+
+
+class Snapshots:
+    """One compiled snapshot program for a run, or for all runs of a seed batch (``batched``: the
+    parameters and every recorder's probe set stacked on a leading axis), and their recorders.
+    ``put`` places the probe sets where the parameters are (replicated over a mesh)."""
+
+    def __init__(self, recorders: list[SnapshotRecorder], graphdef: nnx.GraphDef, params, recon: str,
+                 batched: bool = False, put=jax.device_put):
+        self.recorders, self.batched = recorders, batched
+        sc = recorders[0].cfg
+        args = jax.tree.map(lambda *a: np.stack(a), *(r.args for r in recorders)) if batched else recorders[0].args
+        self._args = put(args)
+        self._fn = make_snapshot_fn(graphdef, recon, sc.grid, sc.interp_steps, batched).lower(
+            params, *self._args).compile()
+
+    def take(self, params, step: int, epoch: float, last: bool = False, runs: Optional[list[int]] = None) -> None:
+        """Dispatch a snapshot of ``params`` (asynchronously) for the runs ``runs`` (default: all)."""
+        out = self._fn(params, *self._args)
+        for i, recorder in enumerate(self.recorders):
+            if runs is None or i in runs:
+                recorder.take(out, i if self.batched else None, step, epoch, last)

@@ -27,16 +27,18 @@ def create_train_state(make_model: Callable[[jax.Array], nnx.Module], tx: optax.
     """Initialise the model and optimizer in one compiled program.
 
     Built eagerly, every initializer of every layer would be compiled on its own (seconds on a
-    CPU); traced once under ``jax.jit``, the whole initial state is one small program.
+    CPU); traced once under ``jax.jit``, the whole initial state is one small program. With keys
+    of shape ``[n]`` (a seed batch), the states of ``n`` models are built at once, stacked on a
+    leading axis; model ``i`` equals the one built from the keys ``init_key[i], rng[i]`` alone.
     """
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: make_model(init_key)))
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: make_model(init_key[0] if init_key.ndim else init_key)))
 
     @jax.jit
     def init(init_key, rng):
         params = nnx.state(make_model(init_key), nnx.Param)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
 
-    return graphdef, init(init_key, rng)
+    return graphdef, (jax.vmap(init) if init_key.ndim else init)(init_key, rng)
 
 
 def count_params(params: nnx.State) -> int:
