@@ -17,6 +17,7 @@ from aejax.data import DATASETS
 from aejax.errors import ConfigError
 from aejax.models import DECODERS, DTYPES, ENCODERS, HEADS, OUTPUTS
 from aejax.training.optim import OPTIMIZERS, SCHEDULES
+from aejax.training.parallel import CHOICES as PARALLEL
 from aejax.variants.corruption import CorruptionConfig
 from aejax.variants.corruption import check as check_corruption
 from aejax.variants.losses import RECON_LOSSES
@@ -71,7 +72,9 @@ class TrainerConfig:
     # Orbax checkpoints in RUN_DIR/checkpoints every N steps and at the end (0: none), the last
     # checkpoint_keep kept. resume: false, true (this run dir: set hydra.run.dir) or a run dir.
     # Data parallelism: sharded (one program over all devices, batch split, state replicated),
-    # none, or auto (sharded on more than one GPU/TPU; virtual CPU devices only when asked for).
+    # pmap (a copy of the state per device, per-device batches, gradients summed over devices),
+    # none, or auto (sharded on more than one GPU/TPU or with several processes; virtual CPU
+    # devices only when asked for).
     parallel: str = "auto"
     checkpoint_every: int = 5000
     checkpoint_keep: int = 2
@@ -223,7 +226,7 @@ def _check_values(cfg: DictConfig) -> None:
     _choice(cfg, "trainer.progress", PROGRESS)
     _choice(cfg, "trainer.feed", ("auto", "memory", "stream"))
     _choice(cfg, "trainer.unroll", ("auto", "on", "off"))
-    _choice(cfg, "trainer.parallel", ("auto", "none", "sharded"))
+    _choice(cfg, "trainer.parallel", PARALLEL)
     _choice(cfg, "optimizer.schedule", SCHEDULES)
     _choice(cfg, "variant.head", HEADS)
     if cfg.variant.corruption is not None:

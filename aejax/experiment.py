@@ -20,7 +20,7 @@ from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import open_trackers
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.loop import fit
-from aejax.training.parallel import data_mesh
+from aejax.training.parallel import layout
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 from aejax.training.optim import learning_rate
 from aejax.variants import build_objective
@@ -38,11 +38,11 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     if cfg.trainer.batch_size > data.num_train:
         raise ConfigError("trainer.batch_size",
                           f"{cfg.trainer.batch_size} is larger than the {data.num_train} training examples of {data.name}")
-    mesh = data_mesh(cfg.trainer.parallel)
-    if mesh is not None and cfg.trainer.batch_size % mesh.size:
-        fit = -(-cfg.trainer.batch_size // mesh.size) * mesh.size
-        raise ConfigError("trainer.batch_size", f"{cfg.trainer.batch_size} does not split evenly over the {mesh.size} "
-                                                f"devices of trainer.parallel=sharded: use a multiple of {mesh.size} "
+    parallel = layout(cfg.trainer.parallel)
+    if cfg.trainer.batch_size % parallel.size:
+        n, fit = parallel.size, -(-cfg.trainer.batch_size // parallel.size) * parallel.size
+        raise ConfigError("trainer.batch_size", f"{cfg.trainer.batch_size} does not split evenly over the {n} "
+                                                f"devices of trainer.parallel={parallel.name}: use a multiple of {n} "
                                                 f"(e.g. trainer.batch_size={fit}) or trainer.parallel=none")
     if cfg.variant.recon == "bce" and not data.unit_range:
         raise ConfigError("variant.recon", f"bce needs data in [0, 1]; {data.name} is real-valued (use mse)")

@@ -26,10 +26,10 @@ from aejax.data import Dataset
 from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import Tracker, progress_bar
 from aejax.training.checkpoint import Checkpoints
-from aejax.training.epoch import make_eval_fn, pad_to_chunks, steps_per_epoch
+from aejax.training.epoch import make_eval_fn, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
 from aejax.training.optim import build_optimizer
-from aejax.training.parallel import data_mesh, replicate, sharded_step, split_batches
+from aejax.training.parallel import layout
 from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
 from aejax.training.runners import memory_runner, stream_runner
@@ -72,20 +72,18 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
     every = trainer.checkpoint_every if run_dir is not None else 0
     checkpoints = Checkpoints(run_dir, trainer.checkpoint_keep) if every else None
 
-    mesh = data_mesh(trainer.parallel)
-    state = replicate(state, mesh)
-    test_chunks, test_weights = split_batches(
-        pad_to_chunks(data.x_test, trainer.eval_batch_size, 1 if mesh is None else mesh.size), mesh, axis=1)
-    train_step = sharded_step(make_train_step(graphdef, objective, tx), mesh)
+    parallel = layout(trainer.parallel)  # devices and processes: see parallel.py
+    state = parallel.place(state)
+    test_chunks, test_weights = parallel.test_split(data.x_test, trainer.eval_batch_size)
+    train_step = parallel.step(make_train_step(graphdef, objective, tx, axis_name=parallel.axis_name))
     if feed == "memory":
-        x_train = replicate(jax.device_put(load_all(data)), mesh)  # before the compile clock starts
+        x_train = parallel.hold(load_all(data))  # before the compile clock starts
     start = time.perf_counter()
-    run_segment = (memory_runner(x_train, train_step, trainer, state, order_key) if feed == "memory"
-                   else stream_runner(data, train_step, trainer, state, order_key, unroll,
-                                      put=lambda a: split_batches(a, mesh, axis=1)))
+    run_segment = (memory_runner(x_train, train_step, trainer, state, order_key, parallel) if feed == "memory"
+                   else stream_runner(data, train_step, trainer, state, order_key, unroll, parallel))
     evaluate = make_eval_fn(graphdef, objective).lower(state.params, test_chunks, test_weights, eval_key).compile()
-    snapshots = (SnapshotRecorder(cfg, data, graphdef, state.params, run_dir, tracker, put=lambda a: replicate(a, mesh))
-                 if run_dir is not None and cfg.snapshot.every > 0 else None)
+    snapshots = (SnapshotRecorder(cfg, data, graphdef, state.params, run_dir, tracker)
+                 if run_dir is not None and cfg.snapshot.every > 0 and jax.process_index() == 0 else None)
     compile_s = time.perf_counter() - start
 
     def validation(params) -> dict[str, float]:
@@ -162,12 +160,13 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
                 if bar.disable and (epoch % report_every == 0 or epoch == trainer.epochs):
                     log.info("epoch %d/%d  train/loss %.5f  val/loss %.5f", epoch, trainer.epochs,
                              host["train_loss"], val_loss)
-            if checkpoints and (step % every == 0 or step == total or stop.requested):
+            requested = stop.agreed()  # the same answer in every process
+            if checkpoints and (step % every == 0 or step == total or requested):
                 save(step)
-            if stop.requested:
+            if requested:
                 if snapshots:
                     snapshots.flush()
-                raise Preempted(stop.requested, step, str(checkpoints.directory) if checkpoints else None)
+                raise Preempted(requested, step, str(checkpoints.directory) if checkpoints else None)
     jax.block_until_ready(state)
     train_s = time.perf_counter() - start
     if snapshots:  # the last snapshot, the evolution figure, the explorer page: after training
@@ -185,7 +184,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
         "steps": step,
         "num_params": count_params(state.params),
         "feed": feed + (" (unrolled)" if unroll else ""),
-        "devices": 1 if mesh is None else mesh.size,
+        "devices": parallel.size,
         "compile_time_s": round(compile_s, 3),
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trained / steps * data.num_train / train_s, 1) if trained else 0.0,

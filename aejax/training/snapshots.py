@@ -27,14 +27,16 @@ from aejax.analysis.snapshot import (Projection, interpolation_pair, limits_of, 
 from aejax.data import Dataset
 from aejax.tracking import Tracker
 from aejax.tracking.media import Histogram, Html, Image, Media, Table
+from aejax.training.parallel import first_replica
 
 EVOLUTION_PANELS = 8
 
 
 class SnapshotRecorder:
     def __init__(self, cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params, run_dir: Path,
-                 tracker: Tracker, put=jax.device_put):
-        """``put`` places the probe set where the parameters are (replicated over a mesh)."""
+                 tracker: Tracker):
+        """Snapshots run on one device, with the first replica of the parameters (``take``): the
+        host's work, and process 0's alone with several processes."""
         sc = self.cfg = cfg.snapshot
         self.tracker, self.variant = tracker, cfg.variant.name
         self.latent_dim = cfg.model.latent_dim
@@ -47,9 +49,9 @@ class SnapshotRecorder:
         noise = None
         if cfg.variant.head == "gaussian":
             noise = jax.random.normal(jax.random.fold_in(jax.random.key(cfg.seed), 7), (sc.samples, self.latent_dim))
-        self._args = put((self.x, noise, self.pair))
+        self._args = jax.device_put((self.x, noise, self.pair))
         self._fn = make_snapshot_fn(graphdef, cfg.variant.recon, sc.grid, sc.interp_steps).lower(
-            params, *self._args).compile()
+            first_replica(params), *self._args).compile()
         self.folder.mkdir(parents=True, exist_ok=True)
         np.savez(self.folder / "probe.npz", x=self.x, labels=self.labels, index=index.astype(np.int64),
                  class_names=np.array(self.class_names), unit_range=np.bool_(data.unit_range))
@@ -87,7 +89,7 @@ class SnapshotRecorder:
     def take(self, params, step: int, epoch: float, last: bool = False) -> None:
         """Dispatch a snapshot of ``params`` (asynchronously); a pending one is flushed first."""
         self.flush()
-        self._pending = (self._fn(params, *self._args), step, epoch, last)
+        self._pending = (self._fn(first_replica(params), *self._args), step, epoch, last)
 
     def _draw_figures(self, first: bool, last: bool) -> bool:
         """Figures cost the host most; they are skipped while over the budget (see SnapshotConfig)."""
