@@ -14,6 +14,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from aejax.analysis.snapshot import SnapshotConfig
 from aejax.data import DATASETS
+from aejax.distributed import DistributedConfig
+from aejax.distributed import check as check_distributed
 from aejax.errors import ConfigError
 from aejax.models import DECODERS, DTYPES, ENCODERS, HEADS, OUTPUTS
 from aejax.training.optim import OPTIMIZERS, SCHEDULES
@@ -119,6 +121,7 @@ class TopConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 def _registries() -> dict[str, Any]:
@@ -232,5 +235,6 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.variant.corruption is not None:
         check_corruption(cfg.variant.corruption)
     check_terms(cfg.variant, cfg)
+    check_distributed(cfg.distributed)
     if cfg.variant.recon == "bce" and cfg.model.output == "identity":
         raise ConfigError("model.output", "variant.recon=bce needs a sigmoid output (set model.output=sigmoid or auto)")

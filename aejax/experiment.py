@@ -12,15 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from aejax import distributed
 from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.config import validate
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
 from aejax.models import build_autoencoder, resolve_output
-from aejax.tracking import open_trackers
+from aejax.tracking import Trackers, open_trackers
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.loop import fit
-from aejax.training.parallel import layout
+from aejax.training.parallel import first_replica, layout
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 from aejax.training.optim import learning_rate
 from aejax.variants import build_objective
@@ -39,6 +40,10 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
         raise ConfigError("trainer.batch_size",
                           f"{cfg.trainer.batch_size} is larger than the {data.num_train} training examples of {data.name}")
     parallel = layout(cfg.trainer.parallel)
+    if jax.process_count() > 1 and parallel.name != "sharded":
+        raise ConfigError("trainer.parallel", f"{cfg.trainer.parallel} trains on one process's devices; the "
+                                              f"{jax.process_count()} processes of distributed.* train one model over all "
+                                              "their devices with trainer.parallel=sharded (or auto)")
     if cfg.trainer.batch_size % parallel.size:
         n, fit = parallel.size, -(-cfg.trainer.batch_size // parallel.size) * parallel.size
         raise ConfigError("trainer.batch_size", f"{cfg.trainer.batch_size} does not split evenly over the {n} "
@@ -71,7 +76,9 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     learning_rate(cfg.optimizer, steps * cfg.trainer.epochs)
 
 
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout")
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
+                     "distributed.coordinator", "distributed.num_processes", "distributed.process_id",
+                     "distributed.timeout")
 
 
 def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
@@ -121,14 +128,18 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     training diverged). A run stopped by SIGTERM/SIGINT saves a checkpoint and exits with
     ``EXIT_PREEMPTED``."""
     cfg = validate(cfg)
-    run_dir, resume = resume_target(cfg, Path(run_dir))
-    _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
+    distributed.initialize(cfg.distributed)  # before JAX uses a device
+    run_dir, resume = resume_target(cfg, distributed.shared_run_dir(Path(run_dir)))
+    writer = distributed.is_writer()  # process 0 writes the run directory (with one process: this one)
+    if writer:
+        _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
     data = load_dataset(cfg.dataset)
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)
     check_against_data(cfg, data)
 
-    trackers = open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg), resume=resume)
+    trackers = (open_trackers(cfg.logger, run_dir, OmegaConf.to_container(cfg), resume=resume) if writer
+                else Trackers([]))
     status = "failed"
     try:
         result = fit(cfg, data, trackers, run_dir, resume=resume)
@@ -139,9 +150,9 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
                   f"last good checkpoint: step {result.summary['last_checkpoint_step']}; run dir: {run_dir}",
                   file=sys.stderr, flush=True)
             return math.inf
-        if cfg.eval.enabled:
+        if cfg.eval.enabled and writer:  # on one device, with no other process involved
             key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
-            result.summary.update(evaluate(cfg, data, result.graphdef, result.state.params, key))
+            result.summary.update(evaluate(cfg, data, result.graphdef, first_replica(result.state.params), key))
         trackers.summary({**result.summary, "run_dir": str(run_dir)})
         status = "finished"
     except Preempted as e:
@@ -151,7 +162,8 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         raise SystemExit(EXIT_PREEMPTED) from None
     finally:
         trackers.finish(status)
-    _print_summary(cfg, data, result.summary, run_dir, trackers)
+    if writer:
+        _print_summary(cfg, data, result.summary, run_dir, trackers)
     return result.summary["val/loss"]
 
 
