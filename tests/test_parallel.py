@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compose_config
+from conftest import checkpoint_arrays, compose_config
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from aejax.data import load_dataset
@@ -114,12 +114,6 @@ def _step_losses(run_dir):
             if "train/loss" in row]
 
 
-def _checkpoint(run_dir, step):
-    import orbax.checkpoint as ocp
-
-    return jax.tree.leaves(ocp.PyTreeCheckpointer().restore(run_dir / "checkpoints" / str(step) / "state"))
-
-
 def _assert_matches_one_device(run_dir, one, devices):
     s1, sn = _summary(one), _summary(run_dir)
     assert (s1["devices"], sn["devices"]) == (1, devices)
@@ -130,7 +124,7 @@ def _assert_matches_one_device(run_dir, one, devices):
     np.testing.assert_allclose(losses, _step_losses(one), rtol=1e-5)
     # checkpoints inside an epoch (every 20 steps of 12-step epochs) and at the end: the same parameters
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["20", "36"]
-    for a, b in zip(_checkpoint(one, 36), _checkpoint(run_dir, 36)):
+    for a, b in zip(checkpoint_arrays(one, 36), checkpoint_arrays(run_dir, 36)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     for name in ("step_0000012.npz", "step_0000036.npz"):
         with np.load(one / "snapshots" / name) as a, np.load(run_dir / "snapshots" / name) as b:
@@ -169,7 +163,7 @@ def test_a_pmap_run_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path):
     run(compose_config(*RUN, "trainer.parallel=pmap", "snapshot.every=0", "eval.enabled=false",
                        f"trainer.resume={cut}"), tmp_path / "elsewhere")
     assert _summary(cut)["resumed_from_step"] == 20
-    for a, b in zip(_checkpoint(whole, 36), _checkpoint(cut, 36)):
+    for a, b in zip(checkpoint_arrays(whole, 36), checkpoint_arrays(cut, 36)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert _step_losses(cut) == _step_losses(whole)
 
