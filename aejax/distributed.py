@@ -101,7 +101,7 @@ def initialize(cfg: DictConfig) -> None:
     """Join the job's processes when configured or detected. Call it before JAX uses a device."""
     if jax.distributed.is_initialized() or not wanted(cfg):  # a multirun's later job: joined already
         return
-    if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+    if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices of other processes
     where = cfg.coordinator or "the detected coordinator"
     if cfg.coordinator is not None:

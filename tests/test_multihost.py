@@ -57,13 +57,15 @@ def _two_processes(tmp_path: Path, name: str, *overrides: str) -> tuple[Path, li
 
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
-    """One process (in this one, one device) and two processes with 2 devices each, same global batch."""
+    """One process (this one, one device, the memory feed) and two processes with 2 devices each
+    (the stream feed: each reads its own columns of every batch), with the same global batch;
+    the SIGTERM test below covers the memory feed in two processes."""
     from aejax.experiment import run
 
     tmp = tmp_path_factory.mktemp("multihost")
     one = tmp / "one"
     run(compose_config(*RUN, "logger.mode=disabled", "trainer.parallel=none"), one)
-    two, results = _two_processes(tmp, "two", *RUN)
+    two, results = _two_processes(tmp, "two", *RUN, "trainer.feed=stream")  # each process reads its columns
     return one, two, results
 
 
@@ -89,7 +91,7 @@ def test_two_processes_train_as_one_and_only_process_0_writes(sessions):
     one, two, results = sessions
     _assert_same_training(two, one)
     s1, s2 = _summary(one), _summary(two)
-    assert (s2["status"], s2["devices"], s1["devices"]) == ("finished", 4, 1)
+    assert (s2["status"], s2["devices"], s2["feed"], s1["devices"]) == ("finished", 4, "stream", 1)
     for key in ("val/loss", "train/loss", "test/mse", "test/pca_mse", "test/probe_accuracy"):
         np.testing.assert_allclose(s2[key], s1[key], rtol=1e-5)
     with np.load(one / "snapshots" / "step_0000024.npz") as a, np.load(two / "snapshots" / "step_0000024.npz") as b:
@@ -112,7 +114,8 @@ def test_one_process_resumes_the_checkpoint_of_two(sessions, tmp_path):
     one, two, _ = sessions
     shutil.copytree(two, tmp_path / "alone")
     shutil.rmtree(tmp_path / "alone" / "checkpoints" / "24")
-    run(compose_config(*RUN, "logger.mode=disabled", f"trainer.resume={tmp_path / 'alone'}"), tmp_path / "unused")
+    run(compose_config(*RUN, "trainer.feed=stream", "logger.mode=disabled", f"trainer.resume={tmp_path / 'alone'}"),
+        tmp_path / "unused")
     assert _summary(tmp_path / "alone")["resumed_from_step"] == 20
     _assert_same_training(tmp_path / "alone", one)
 
