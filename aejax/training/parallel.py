@@ -204,10 +204,13 @@ class Replicas(Layout):
         return jax.tree.map(lambda a: a.addressable_data(0)[0], tree)  # the replicas are equal
 
 
+ONE_DEVICE = Layout()
+
+
 def layout(parallel: str) -> Layout:
     """The layout for ``trainer.parallel`` on this machine (cheap: nothing is compiled)."""
     if parallel == "pmap":
         devices = jax.local_devices()
-        return Replicas(devices) if len(devices) > 1 else Layout()
+        return Replicas(devices) if len(devices) > 1 else ONE_DEVICE
     mesh = data_mesh(parallel)
-    return Layout() if mesh is None else Sharded(mesh)
+    return ONE_DEVICE if mesh is None else Sharded(mesh)

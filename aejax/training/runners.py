@@ -15,12 +15,12 @@ from omegaconf import DictConfig
 from aejax.data import Dataset
 from aejax.training.epoch import chunk_fn, epoch_batches, epoch_fn, steps_per_epoch
 from aejax.training.feed import StreamFeed
-from aejax.training.parallel import Layout
+from aejax.training.parallel import ONE_DEVICE, Layout
 from aejax.training.state import TrainState
 
 
 def memory_runner(x_train: jax.Array, train_step, trainer: DictConfig, state: TrainState, key: jax.Array,
-                  layout: Layout = Layout()):
+                  layout: Layout = ONE_DEVICE):
     """The training split held on the device (``layout.hold``): a compiled scan per epoch, a loop per segment."""
     epoch = layout.compile(epoch_fn(train_step, trainer.batch_size, trainer.drop_last, layout.columns),
                            in_axes=(0, 0, None, None, None))
@@ -48,7 +48,7 @@ def data_size(x_train: jax.Array, layout: Layout) -> int:
 
 
 def stream_runner(data: Dataset, train_step, trainer: DictConfig, state: TrainState, key: jax.Array,
-                  unroll: bool = False, layout: Layout = Layout()):
+                  unroll: bool = False, layout: Layout = ONE_DEVICE):
     """Batches streamed from the source: grain reads chunks of batches (this process's columns),
     ``layout.put_batches`` places them, a compiled scan runs each."""
     n, batch = data.num_train, trainer.batch_size
