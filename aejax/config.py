@@ -14,9 +14,12 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from aejax.analysis.snapshot import SnapshotConfig
 from aejax.data import DATASETS
+from aejax.distributed import DistributedConfig
+from aejax.distributed import check as check_distributed
 from aejax.errors import ConfigError
 from aejax.models import DECODERS, DTYPES, ENCODERS, HEADS, OUTPUTS
 from aejax.training.optim import OPTIMIZERS, SCHEDULES
+from aejax.training.parallel import CHOICES as PARALLEL
 from aejax.variants.corruption import CorruptionConfig
 from aejax.variants.corruption import check as check_corruption
 from aejax.variants.losses import RECON_LOSSES
@@ -71,7 +74,9 @@ class TrainerConfig:
     # Orbax checkpoints in RUN_DIR/checkpoints every N steps and at the end (0: none), the last
     # checkpoint_keep kept. resume: false, true (this run dir: set hydra.run.dir) or a run dir.
     # Data parallelism: sharded (one program over all devices, batch split, state replicated),
-    # none, or auto (sharded on more than one GPU/TPU; virtual CPU devices only when asked for).
+    # pmap (a copy of the state per device, per-device batches, gradients summed over devices),
+    # none, or auto (sharded on more than one GPU/TPU or with several processes; virtual CPU
+    # devices only when asked for).
     parallel: str = "auto"
     # A seed batch: N models (seeds seed..seed+N-1, each with its own data order) trained as one
     # compiled program with jax.vmap, each its own run directory (RUN_DIR/seed_<s>) and W&B run.
@@ -119,6 +124,7 @@ class TopConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 def _registries() -> dict[str, Any]:
@@ -244,11 +250,12 @@ def _check_values(cfg: DictConfig) -> None:
     _choice(cfg, "trainer.progress", PROGRESS)
     _choice(cfg, "trainer.feed", ("auto", "memory", "stream"))
     _choice(cfg, "trainer.unroll", ("auto", "on", "off"))
-    _choice(cfg, "trainer.parallel", ("auto", "none", "sharded"))
+    _choice(cfg, "trainer.parallel", PARALLEL)
     _choice(cfg, "optimizer.schedule", SCHEDULES)
     _choice(cfg, "variant.head", HEADS)
     if cfg.variant.corruption is not None:
         check_corruption(cfg.variant.corruption)
     check_terms(cfg.variant, cfg)
+    check_distributed(cfg.distributed)
     if cfg.variant.recon == "bce" and cfg.model.output == "identity":
         raise ConfigError("model.output", "variant.recon=bce needs a sigmoid output (set model.output=sigmoid or auto)")

@@ -13,17 +13,18 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aejax import distributed
 from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.config import validate
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
 from aejax.models import build_autoencoder, resolve_output
-from aejax.tracking import open_trackers
+from aejax.tracking import Trackers, open_trackers
 from aejax.tracking.local import write_json_atomic
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.feed import memory_budget
 from aejax.training.loop import fit_seeds, seed_config
-from aejax.training.parallel import data_mesh
+from aejax.training.parallel import first_replica, layout
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 from aejax.training.optim import learning_rate
 from aejax.variants import build_objective
@@ -46,11 +47,18 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
                                                f"{data.train_bytes / 2**30:.1f} GiB of {data.name} do not fit its budget "
                                                f"({memory_budget() / 2**30:.1f} GiB): run the seeds as separate jobs "
                                                f"(seed=0,1,2 --multirun)")
-    mesh = data_mesh(cfg.trainer.parallel) if cfg.trainer.num_seeds == 1 else None
-    if mesh is not None and cfg.trainer.batch_size % mesh.size:
-        fit = -(-cfg.trainer.batch_size // mesh.size) * mesh.size
-        raise ConfigError("trainer.batch_size", f"{cfg.trainer.batch_size} does not split evenly over the {mesh.size} "
-                                                f"devices of trainer.parallel=sharded: use a multiple of {mesh.size} "
+    if cfg.trainer.num_seeds > 1 and jax.process_count() > 1:
+        raise ConfigError("trainer.num_seeds", f"a seed batch runs on one device; the {jax.process_count()} processes "
+                                               "of distributed.* train one model: run the seeds as separate jobs")
+    parallel = layout(cfg.trainer.parallel)
+    if jax.process_count() > 1 and parallel.name != "sharded":
+        raise ConfigError("trainer.parallel", f"{cfg.trainer.parallel} trains on one process's devices; the "
+                                              f"{jax.process_count()} processes of distributed.* train one model over all "
+                                              "their devices with trainer.parallel=sharded (or auto)")
+    if cfg.trainer.num_seeds == 1 and cfg.trainer.batch_size % parallel.size:
+        n, fit = parallel.size, -(-cfg.trainer.batch_size // parallel.size) * parallel.size
+        raise ConfigError("trainer.batch_size", f"{cfg.trainer.batch_size} does not split evenly over the {n} "
+                                                f"devices of trainer.parallel={parallel.name}: use a multiple of {n} "
                                                 f"(e.g. trainer.batch_size={fit}) or trainer.parallel=none")
     if cfg.variant.recon == "bce" and not data.unit_range:
         raise ConfigError("variant.recon", f"bce needs data in [0, 1]; {data.name} is real-valued (use mse)")
@@ -79,7 +87,9 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     learning_rate(cfg.optimizer, steps * cfg.trainer.epochs)
 
 
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout")
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
+                     "distributed.coordinator", "distributed.num_processes", "distributed.process_id",
+                     "distributed.timeout")
 
 
 def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
@@ -150,21 +160,24 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     mean over a seed batch; +inf when training diverged). A run stopped by SIGTERM/SIGINT saves a
     checkpoint and exits with ``EXIT_PREEMPTED``."""
     raw, cfg = cfg, validate(cfg)
-    run_dir, resume = resume_target(cfg, Path(run_dir))
-    _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
+    distributed.initialize(cfg.distributed)  # before JAX uses a device
+    run_dir, resume = resume_target(cfg, distributed.shared_run_dir(Path(run_dir)))
+    writer = distributed.is_writer()  # process 0 writes the run directory (with one process: this one)
+    if writer:
+        _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
     data = load_dataset(cfg.dataset)
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)
     check_against_data(cfg, data)
     runs = seed_runs(raw, run_dir)
-    batch = BatchDir(run_dir, cfg, [d for _, d in runs]) if len(runs) > 1 else None
+    batch = BatchDir(run_dir, cfg, [d for _, d in runs]) if len(runs) > 1 else None  # one process: the writer
 
     trackers: list = []
     statuses = ["failed"] * len(runs)
     try:
         for run_cfg, dir_ in runs:
             trackers.append(open_trackers(run_cfg.logger, dir_, OmegaConf.to_container(run_cfg), resume=resume,
-                                          concurrent=batch is not None))
+                                          concurrent=batch is not None) if writer else Trackers([]))
         results = fit_seeds(cfg, data, trackers, [d for _, d in runs], resume=resume)
         pca = None
         for i, ((run_cfg, dir_), tracker, result) in enumerate(zip(runs, trackers, results)):
@@ -175,9 +188,10 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
                       f"last good checkpoint: step {result.summary['last_checkpoint_step']}; run dir: {dir_}",
                       file=sys.stderr, flush=True)
                 continue
-            if cfg.eval.enabled:
+            if cfg.eval.enabled and writer:  # on one device, with no other process involved
                 key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
-                result.summary.update(evaluate(run_cfg, data, result.graphdef, result.state.params, key, pca))
+                result.summary.update(evaluate(run_cfg, data, result.graphdef, first_replica(result.state.params),
+                                               key, pca))
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
             tracker.summary({**result.summary, "run_dir": str(dir_)})
             statuses[i] = "finished"
@@ -193,7 +207,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         if batch is not None:
             batch.finish(statuses)
     for (run_cfg, dir_), tracker, result, status in zip(runs, trackers, results, statuses):
-        if status == "finished":
+        if status == "finished" and writer:
             _print_summary(run_cfg, data, result.summary, dir_, tracker)
     losses = [r.summary["val/loss"] if st == "finished" else math.inf for r, st in zip(results, statuses)]
     if batch is not None:

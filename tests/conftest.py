@@ -37,6 +37,19 @@ def run_cli(*args: str, cwd: Path, command: tuple[str, ...] = (sys.executable, "
     return subprocess.run([*command, *args], cwd=cwd, env=offline_env(), capture_output=True, text=True, timeout=300)
 
 
+def checkpoint_arrays(run_dir: Path, step: int) -> list:
+    """The leaves of a run's saved TrainState as numpy arrays, whatever devices or processes saved it."""
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    path = run_dir / "checkpoints" / str(step) / "state"
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(path).item_metadata.tree
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return jax.tree.leaves(checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=args)))
+
+
 @pytest.fixture
 def composed():
     return compose_config

@@ -25,6 +25,7 @@ from aejax.experiment import run
     ("+variant.terms.l1.wieght=1", "variant.terms.l1.wieght: unknown key; variant.terms.l1 takes: weight"),
     ("variant.corruption={kind:mask,rate:1.5}", "variant.corruption.rate: must be in [0, 1]"),
     ("variant.head=bayesian", "variant.head: must be one of deterministic, gaussian"),
+    ("trainer.parallel=dp", "trainer.parallel: must be one of auto, none, sharded, pmap; got 'dp'"),
 ])
 def test_validation_names_the_bad_key(override, message):
     with pytest.raises(ConfigError, match=None) as err:

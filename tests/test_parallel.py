@@ -2,11 +2,13 @@
 
 conftest.py sets XLA_FLAGS=--xla_force_host_platform_device_count=8 before JAX starts.
 """
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import compose_config
+from conftest import checkpoint_arrays, compose_config
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from aejax.data import load_dataset
@@ -85,49 +87,105 @@ def test_jit_with_a_sharded_batch_matches_one_device(setup):
     _assert_same(state, losses, ref_state, ref_losses)
 
 
+RUN = ("logger.mode=disabled", "trainer.epochs=3", "trainer.checkpoint_every=20", "trainer.log_every=1",
+       "snapshot.every=1", "snapshot.probe_size=64", "trainer.progress=off")
+
+
 def _run(tmp_path, name, *overrides):
     from aejax.experiment import run
 
     run_dir = tmp_path / name
-    run(compose_config("logger.mode=disabled", "trainer.epochs=3", "trainer.checkpoint_every=20", "snapshot.every=1",
-                       "snapshot.probe_size=64", "trainer.progress=off", *overrides), run_dir)
+    run(compose_config(*RUN, *overrides), run_dir)
     return run_dir
 
 
-def test_sharded_training_evaluation_snapshots_and_checkpoints_match_one_device(tmp_path):
-    if jax.device_count() < N:
-        pytest.skip(f"needs {N} devices")
-    import json
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    """The reference: one device, 3 epochs of 12 steps (the 12th has 29 of 128 real examples)."""
+    return _run(tmp_path_factory.mktemp("parallel"), "one", "trainer.parallel=none")
 
-    import orbax.checkpoint as ocp
 
-    one, many = _run(tmp_path, "one", "trainer.parallel=none"), _run(tmp_path, "many", "trainer.parallel=sharded")
-    s1, s8 = (json.loads((d / "summary.json").read_text()) for d in (one, many))
-    assert (s1["devices"], s8["devices"]) == (1, N)
+def _summary(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _step_losses(run_dir):
+    return [row["train/loss"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if "train/loss" in row]
+
+
+def _assert_matches_one_device(run_dir, one, devices):
+    s1, sn = _summary(one), _summary(run_dir)
+    assert (s1["devices"], sn["devices"]) == (1, devices)
     for key in ("val/loss", "train/loss", "test/mse", "test/pca_mse"):
-        np.testing.assert_allclose(s8[key], s1[key], rtol=1e-5)
+        np.testing.assert_allclose(sn[key], s1[key], rtol=1e-5)
+    losses = _step_losses(run_dir)
+    assert len(losses) == 36  # log_every=1: every step's loss, masked partial batches included
+    np.testing.assert_allclose(losses, _step_losses(one), rtol=1e-5)
     # checkpoints inside an epoch (every 20 steps of 12-step epochs) and at the end: the same parameters
-    assert sorted(p.name for p in (many / "checkpoints").iterdir()) == ["20", "36"]
-    for a, b in zip(*(jax.tree.leaves(ocp.PyTreeCheckpointer().restore(d / "checkpoints" / "36" / "state"))
-                      for d in (one, many))):
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["20", "36"]
+    for a, b in zip(checkpoint_arrays(one, 36), checkpoint_arrays(run_dir, 36)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     for name in ("step_0000012.npz", "step_0000036.npz"):
-        with np.load(one / "snapshots" / name) as a, np.load(many / "snapshots" / name) as b:
+        with np.load(one / "snapshots" / name) as a, np.load(run_dir / "snapshots" / name) as b:
             np.testing.assert_allclose(a["z"], b["z"], rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(a["grad"], b["grad"], rtol=1e-3, atol=1e-6)
 
 
-def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
+def test_sharded_training_evaluation_snapshots_and_checkpoints_match_one_device(tmp_path, one_device):
+    if jax.device_count() < N:
+        pytest.skip(f"needs {N} devices")
+    _assert_matches_one_device(_run(tmp_path, "many", "trainer.parallel=sharded"), one_device, N)
+
+
+@pytest.mark.parametrize("feed", ["memory", "stream"])
+def test_pmap_training_evaluation_snapshots_and_checkpoints_match_one_device(tmp_path, one_device, feed):
+    if jax.device_count() < N:
+        pytest.skip(f"needs {N} devices")
+    run_dir = _run(tmp_path, "pmap", "trainer.parallel=pmap", f"trainer.feed={feed}")
+    assert _summary(run_dir)["feed"] == feed
+    _assert_matches_one_device(run_dir, one_device, N)
+
+
+def test_a_pmap_run_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path):
+    """The checkpoint of step 20 (inside epoch 2) of a pmap run, resumed under pmap: the same
+    parameters and rows as the uninterrupted run, to the bit."""
+    if jax.device_count() < N:
+        pytest.skip(f"needs {N} devices")
+    import shutil
+
+    from aejax.experiment import run
+
+    whole = _run(tmp_path, "whole", "trainer.parallel=pmap", "snapshot.every=0", "eval.enabled=false")
+    cut = tmp_path / "cut"
+    shutil.copytree(whole, cut)
+    shutil.rmtree(cut / "checkpoints" / "36")  # as if stopped after the checkpoint of step 20
+    run(compose_config(*RUN, "trainer.parallel=pmap", "snapshot.every=0", "eval.enabled=false",
+                       f"trainer.resume={cut}"), tmp_path / "elsewhere")
+    assert _summary(cut)["resumed_from_step"] == 20
+    for a, b in zip(checkpoint_arrays(whole, 36), checkpoint_arrays(cut, 36)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert _step_losses(cut) == _step_losses(whole)
+
+
+@pytest.mark.parametrize("parallel", ["sharded", "pmap"])
+def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path, parallel):
     if jax.device_count() < N:
         pytest.skip(f"needs {N} devices")
     from aejax.errors import ConfigError
     from aejax.experiment import run
 
-    with pytest.raises(ConfigError, match="trainer.batch_size: 100 does not split evenly over the 8 devices.*"
-                                          "trainer.batch_size=104"):
-        run(compose_config("logger.mode=disabled", "trainer.parallel=sharded", "trainer.batch_size=100"), tmp_path)
-    assert not any(tmp_path.iterdir())
-    from aejax.training.parallel import data_mesh
+    with pytest.raises(ConfigError, match=f"trainer.batch_size: 100 does not split evenly over the 8 devices of "
+                                          f"trainer.parallel={parallel}: use a multiple of 8 .*trainer.batch_size=104"):
+        run(compose_config("logger.mode=disabled", f"trainer.parallel={parallel}", "trainer.batch_size=100"), tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before anything was compiled or written
 
-    assert data_mesh("auto") is None and data_mesh("none") is None  # virtual CPU devices: only when asked for
-    assert data_mesh("sharded").size == N
+
+def test_auto_uses_virtual_cpu_devices_only_when_asked_for():
+    if jax.device_count() < N:
+        pytest.skip(f"needs {N} devices")
+    from aejax.training.parallel import layout
+
+    assert layout("auto").size == 1 and layout("none").size == 1
+    assert (layout("sharded").name, layout("sharded").size) == ("sharded", N)
+    assert (layout("pmap").name, layout("pmap").size) == ("pmap", N)

@@ -27,18 +27,17 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int, drop_last:
     return idx.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def make_epoch_fn(train_step, batch_size: int, drop_last: bool, batched: bool = False):
-    """``epoch(state, x_train, key[, lo, hi]) -> (state, per-step metrics [steps])``, jitted with the
-    state donated. The whole epoch is one ``lax.scan``; with ``lo, hi`` only steps ``lo..hi-1`` of
-    the epoch's order run (a while loop with traced bounds: one program for every segment, used
-    to stop at checkpoints inside an epoch) and the metrics of the other steps are zeros.
-
-    ``batched``: a seed batch. The state and the key have a leading axis of models, each model
-    trains on its own order of the shared ``x_train`` (``jax.vmap``), the metrics are ``[n, steps]``.
-    """
+def epoch_fn(train_step, batch_size: int, drop_last: bool, columns=None):
+    """``epoch(state, x_train, key, lo=None, hi=None) -> (state, per-step metrics [steps])``, not
+    compiled. The whole epoch is one ``lax.scan``; with ``lo, hi`` only steps ``lo..hi-1`` of the
+    epoch's order run (a while loop with traced bounds: one program for every segment, used to
+    stop at checkpoints inside an epoch) and the metrics of the other steps are zeros. Under
+    ``jax.pmap``, ``columns`` picks a device's columns of the order (``parallel.Replicas``)."""
 
     def epoch(state, x_train, key, lo=None, hi=None):
         idx, weights = epoch_batches(key, x_train.shape[0], batch_size, drop_last)
+        if columns is not None:
+            idx, weights = columns(idx), columns(weights)
 
         def step(state, i):
             return train_step(state, x_train[idx[i]], weights[i])
@@ -56,24 +55,29 @@ def make_epoch_fn(train_step, batch_size: int, drop_last: bool, batched: bool = 
 
         return jax.lax.fori_loop(lo, hi, body, (state, zeros))
 
-    if not batched:
-        return jax.jit(epoch, donate_argnums=0)
-    whole, part = jax.vmap(epoch, in_axes=(0, None, 0)), jax.vmap(epoch, in_axes=(0, None, 0, None, None))
-
-    def models(state, x_train, key, lo=None, hi=None):
-        return whole(state, x_train, key) if lo is None else part(state, x_train, key, lo, hi)
-
-    return jax.jit(models, donate_argnums=0)
+    return epoch
 
 
-def make_chunk_fn(train_step, unroll: bool = False):
-    """``chunk(state, xs, ws) -> (state, per-step metrics)``: a scan over ``[k, batch, ...]`` given batches;
-    with ``unroll`` the k steps are compiled as straight-line code, without a loop."""
+def over_models(epoch):
+    """A seed batch's epoch (``trainer.num_seeds``): the state and the key with a leading axis of
+    models (``jax.vmap``), each model on its own order of the shared ``x_train``; the metrics are
+    ``[models, steps]``."""
+    return jax.vmap(epoch, in_axes=(0, None, 0, None, None))
+
+
+def make_epoch_fn(train_step, batch_size: int, drop_last: bool):
+    """``epoch_fn`` jitted, with the state donated."""
+    return jax.jit(epoch_fn(train_step, batch_size, drop_last), donate_argnums=0)
+
+
+def chunk_fn(train_step, unroll: bool = False):
+    """``chunk(state, xs, ws) -> (state, per-step metrics)``: a scan over ``[k, batch, ...]`` given
+    batches, not compiled; with ``unroll`` the k steps are compiled as straight-line code, without a loop."""
 
     def chunk(state, xs, ws):
         return jax.lax.scan(lambda state, batch: train_step(state, *batch), state, (xs, ws), unroll=unroll or 1)
 
-    return jax.jit(chunk, donate_argnums=0)
+    return chunk
 
 
 def pad_to_chunks(x: np.ndarray, chunk: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -33,10 +33,10 @@ from aejax.data import Dataset
 from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import Tracker, progress_bar
 from aejax.training.checkpoint import CheckpointError, Checkpoints
-from aejax.training.epoch import make_eval_fn, pad_to_chunks, steps_per_epoch
+from aejax.training.epoch import make_eval_fn, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
 from aejax.training.optim import build_optimizer
-from aejax.training.parallel import data_mesh, replicate, sharded_step, split_batches
+from aejax.training.parallel import ONE_DEVICE, layout
 from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
 from aejax.training.runners import memory_runner, stream_runner
@@ -124,25 +124,23 @@ def fit_seeds(cfg: DictConfig, data: Dataset, trackers: list[Tracker], run_dirs:
                     Checkpoints(d, trainer.checkpoint_keep) if every else None)
             for c, t, d in zip(cfgs, trackers, run_dirs)]
 
-    mesh = None if batched else data_mesh(trainer.parallel)  # a seed batch runs on one device
-    state = replicate(state, mesh)
-    test_chunks, test_weights = split_batches(
-        pad_to_chunks(data.x_test, trainer.eval_batch_size, 1 if mesh is None else mesh.size), mesh, axis=1)
-    train_step = sharded_step(make_train_step(graphdef, objective, tx), mesh)
+    # devices and processes (see parallel.py); a seed batch runs on one device
+    parallel = ONE_DEVICE if batched else layout(trainer.parallel)
+    state = parallel.place(state)
+    test_chunks, test_weights = parallel.test_split(data.x_test, trainer.eval_batch_size)
+    train_step = parallel.step(make_train_step(graphdef, objective, tx, axis_name=parallel.axis_name))
     if feed == "memory":
-        x_train = replicate(jax.device_put(load_all(data)), mesh)  # before the compile clock starts
+        x_train = parallel.hold(load_all(data))  # before the compile clock starts
     start = time.perf_counter()
-    run_segment = (memory_runner(x_train, train_step, trainer, state, order_key, batched) if feed == "memory"
-                   else stream_runner(data, train_step, trainer, state, order_key, unroll,
-                                      put=lambda a: split_batches(a, mesh, axis=1)))
+    run_segment = (memory_runner(x_train, train_step, trainer, state, order_key, parallel, batched) if feed == "memory"
+                   else stream_runner(data, train_step, trainer, state, order_key, unroll, parallel))
     evaluate = make_eval_fn(graphdef, objective, batched).lower(state.params, test_chunks, test_weights,
                                                                 eval_key).compile()
     snapshots = None
-    if run_dirs[0] is not None and cfg.snapshot.every > 0:
+    if run_dirs[0] is not None and cfg.snapshot.every > 0 and jax.process_index() == 0:
         for run in runs:
             run.snapshots = SnapshotRecorder(run.cfg, data, run.run_dir, run.tracker)
-        snapshots = Snapshots([run.snapshots for run in runs], graphdef, state.params, cfg.variant.recon, batched,
-                              put=lambda a: replicate(a, mesh))
+        snapshots = Snapshots([run.snapshots for run in runs], graphdef, state.params, cfg.variant.recon, batched)
     compile_s = time.perf_counter() - start
 
     def validation(params) -> list[dict[str, float]]:
@@ -209,16 +207,17 @@ def fit_seeds(cfg: DictConfig, data: Dataset, trackers: list[Tracker], run_dirs:
                         log.info("epoch %d/%d  train/loss %.5f  val/loss %.5f%s", epoch, trainer.epochs,
                                  runs[i].host["train_loss"], runs[i].host["val"].get("val/loss", math.nan),
                                  f"  (seed {runs[i].cfg.seed})" if batched else "")
-            if every and (step % every == 0 or step == total or stop.requested):
+            requested = stop.agreed()  # the same answer in every process
+            if every and (step % every == 0 or step == total or requested):
                 save(step)
-            if stop.requested:
+            if requested:
                 for run in runs:
                     if run.snapshots:
                         run.snapshots.flush()
                 where = runs[0].checkpoints.directory if every else None
                 if batched and where is not None:
                     where = where.parent.parent
-                raise Preempted(stop.requested, step, str(where) if where else None)
+                raise Preempted(requested, step, str(where) if where else None)
     jax.block_until_ready(state)
     train_s = time.perf_counter() - start
     for run in runs:
@@ -232,7 +231,7 @@ def fit_seeds(cfg: DictConfig, data: Dataset, trackers: list[Tracker], run_dirs:
         "epochs": trainer.epochs,
         "num_params": count_params(pick(state, 0).params),
         "feed": feed + (" (unrolled)" if unroll else ""),
-        "devices": 1 if mesh is None else mesh.size,
+        "devices": parallel.size,
         "compile_time_s": round(compile_s, 3),
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trained / steps * data.num_train / train_s, 1) if trained else 0.0,

@@ -4,13 +4,17 @@ Clusters and preemptible hosts send SIGTERM before they kill a job. The training
 stop inside a compiled segment, so the first signal only sets a flag: the loop finishes the
 running segment (at most an epoch, or ``trainer.checkpoint_every`` steps), saves a checkpoint and
 raises ``Preempted``; the process then exits with ``EXIT_PREEMPTED``. A second SIGINT (Ctrl-C
-twice) stops at once.
+twice) stops at once. With several processes (multi-host) a signal to any of them stops all
+after the same segment: they agree on it once per segment (``agreed``).
 """
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+
+import jax
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,17 @@ class StopSignals:
             raise KeyboardInterrupt
         self.requested = name
         log.warning("%s received: stopping after the running segment, with a checkpoint", name)
+
+    def agreed(self) -> str | None:
+        """The stop request every process acts on after this segment: with several processes,
+        a signal that reached any of them (a collective: every process calls it once per segment)."""
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+
+        names = [None, *(s.name for s in self.SIGNALS)]
+        codes = multihost_utils.process_allgather(np.int32(names.index(self.requested)))
+        return names[int(np.max(codes))]
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # handlers can only be set there

@@ -28,6 +28,7 @@ from aejax.analysis.snapshot import (Projection, interpolation_pair, limits_of, 
 from aejax.data import Dataset
 from aejax.tracking import Tracker
 from aejax.tracking.media import Histogram, Html, Image, Media, Table
+from aejax.training.parallel import first_replica
 
 EVOLUTION_PANELS = 8
 
@@ -181,20 +182,21 @@ class SnapshotRecorder:
 class Snapshots:
     """One compiled snapshot program for a run, or for all runs of a seed batch (``batched``: the
     parameters and every recorder's probe set stacked on a leading axis), and their recorders.
-    ``put`` places the probe sets where the parameters are (replicated over a mesh)."""
+    Snapshots run on one device with the first replica of the parameters (host work: process 0's
+    alone with several processes)."""
 
     def __init__(self, recorders: list[SnapshotRecorder], graphdef: nnx.GraphDef, params, recon: str,
-                 batched: bool = False, put=jax.device_put):
+                 batched: bool = False):
         self.recorders, self.batched = recorders, batched
         sc = recorders[0].cfg
         args = jax.tree.map(lambda *a: np.stack(a), *(r.args for r in recorders)) if batched else recorders[0].args
-        self._args = put(args)
+        self._args = jax.device_put(args)
         self._fn = make_snapshot_fn(graphdef, recon, sc.grid, sc.interp_steps, batched).lower(
-            params, *self._args).compile()
+            first_replica(params), *self._args).compile()
 
     def take(self, params, step: int, epoch: float, last: bool = False, runs: Optional[list[int]] = None) -> None:
         """Dispatch a snapshot of ``params`` (asynchronously) for the runs ``runs`` (default: all)."""
-        out = self._fn(params, *self._args)
+        out = self._fn(first_replica(params), *self._args)
         for i, recorder in enumerate(self.recorders):
             if runs is None or i in runs:
                 recorder.take(out, i if self.batched else None, step, epoch, last)
