@@ -138,3 +138,15 @@ def test_a_wheel_install_finds_its_configs(tmp_path):
     job = subprocess.run([sys.executable, "-c", only_wheel + "import runpy; runpy.run_module('aejax', run_name='__main__')",
                           "--cfg", "job"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert job.returncode == 0 and "latent_dim: 2" in job.stdout
+
+
+def test_the_command_imports_no_library_that_training_does_not_need_first():
+    """Start-up time: scikit-learn, SciPy (evaluation), matplotlib (snapshot figures), orbax
+    (checkpoints), grain (the stream feed), TFDS (datasets), W&B are imported where they are used."""
+    code = ("import sys, aejax.cli, aejax.experiment, aejax.training.loop; "
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert {"jax", "flax", "hydra"} <= loaded
+    assert not loaded & {"sklearn", "scipy", "matplotlib", "orbax", "grain", "tensorflow_datasets", "wandb"}

@@ -4,6 +4,8 @@
 arrays (one transfer), writes ``snapshots/step_XXXXXXX.npz``, draws the figures into
 ``media/`` and logs table, histograms and images at the snapshot's step. The loop calls
 ``flush`` right after dispatching the next epoch, so the host's work overlaps the device's.
+The figures' module (matplotlib, ~0.5 s to import) is imported when the first figure is drawn,
+after training has started.
 
 Files: ``snapshots/probe.npz`` (the probe inputs, labels, test indices, class names) once,
 then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``z_2d``,
@@ -21,7 +23,6 @@ import numpy as np
 from flax import nnx
 from omegaconf import DictConfig
 
-from aejax.analysis import figures
 from aejax.analysis.snapshot import (Projection, interpolation_pair, limits_of, make_snapshot_fn, select_probe,
                                      snapshot_name, table_columns, table_rows)
 from aejax.data import Dataset
@@ -123,6 +124,8 @@ class SnapshotRecorder:
         self.host_seconds += time.perf_counter() - start
 
     def _painters(self) -> dict:
+        from aejax.analysis import figures
+
         if not self._painter:
             axes = ("PC 1 of z", "PC 2 of z") if self.projection.is_pca else ("z₁", "z₂")
             self._painter = {"scatter": figures.LatentScatter(self.labels, self.class_names, axes),
@@ -132,6 +135,8 @@ class SnapshotRecorder:
         return self._painter
 
     def _figures(self, a: dict[str, np.ndarray], step: int, epoch: float) -> dict[str, Image]:
+        from aejax.analysis import figures
+
         p, name = self._painters(), f"{snapshot_name(step)}.png"
         title = f"{self.variant}, k={self.latent_dim}: step {step} (epoch {epoch:g})"
         out = {"latent/scatter": p["scatter"].draw(self.media / "latent" / name, a["z_2d"], a["grad_2d"],
@@ -163,6 +168,8 @@ class SnapshotRecorder:
         start = time.perf_counter()
         media: dict[str, Media] = {}
         if self.cfg.images and self.frames:
+            from aejax.analysis import figures
+
             picks = np.unique(np.linspace(0, len(self.frames) - 1, min(EVOLUTION_PANELS, len(self.frames))).astype(int))
             axes = ("PC 1", "PC 2") if self.projection.is_pca else ("z₁", "z₂")
             path = figures.evolution(self.media / "latent_evolution.png", [self.frames[i] for i in picks],
