@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from aejax.tracking.background import BackgroundSink
 from aejax.tracking.base import Tracker, Trackers
 from aejax.tracking.local import LocalTracker
 from aejax.tracking.progress import progress_bar
@@ -13,19 +14,16 @@ from aejax.tracking.progress import progress_bar
 
 def open_trackers(logger_cfg: DictConfig, run_dir: Path, config: dict[str, Any], resume: bool = False) -> Trackers:
     """With ``resume``, the run directory's files continue and so does the W&B run whose id the
-    summary holds (``wandb_id``)."""
-    sinks: list[Tracker] = [LocalTracker(run_dir, config, resume=resume)]
-    resume_id = sinks[0].values.get("wandb_id") if resume else None
+    summary holds (``wandb_id``). W&B opens in a background thread (``BackgroundSink``) while the
+    run loads its data and compiles; the summary gets its id once it is open."""
+    local = LocalTracker(run_dir, config, resume=resume)
+    sinks: list[Tracker] = [local]
+    resume_id = local.values.get("wandb_id") if resume else None
     if logger_cfg.mode != "disabled":
         from aejax.tracking.wandb_tracker import WandbTracker
 
-        try:
-            sinks.append(WandbTracker(logger_cfg, run_dir, config, resume_id=resume_id))
-            sinks[0].summary({"wandb_id": sinks[1].run.id})
-        except BaseException:
-            sinks[0].finish("failed")
-            raise
+        sinks.append(BackgroundSink(lambda: WandbTracker(logger_cfg, run_dir, config, resume_id=resume_id),
+                                    on_open=lambda wandb: local.summary({"wandb_id": wandb.run.id}), name="wandb"))
     return Trackers(sinks)
-
 
 __all__ = ["LocalTracker", "Tracker", "Trackers", "open_trackers", "progress_bar"]
