@@ -26,7 +26,7 @@ from aejax.data import Dataset
 from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import Tracker, progress_bar
 from aejax.training.checkpoint import Checkpoints
-from aejax.training.epoch import make_eval_fn, pad_to_chunks, steps_per_epoch
+from aejax.training.epoch import epoch_key, make_eval_fn, pad_to_chunks, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
 from aejax.training.optim import build_optimizer
 from aejax.training.parallel import data_mesh, replicate, sharded_step, split_batches
@@ -34,7 +34,7 @@ from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
 from aejax.training.runners import memory_runner, stream_runner
 from aejax.training.snapshots import SnapshotRecorder
-from aejax.training.state import TrainState, count_params, create_train_state
+from aejax.training.state import TrainState, count_params, create_train_state, split_seed
 from aejax.training.step import make_train_step
 from aejax.variants import build_objective
 
@@ -60,7 +60,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
     """Train. With ``run_dir``, snapshots and checkpoints are written there; with ``resume``, training
     continues from its last checkpoint (and the trackers are rewound to that step)."""
     trainer = cfg.trainer
-    init_key, order_key, state_key, eval_key = jax.random.split(jax.random.key(cfg.seed), 4)
+    init_key, order_key, state_key, eval_key = split_seed(cfg.seed, 4)
     output = resolve_output(cfg.model.output, data.unit_range)
     steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
     total = trainer.epochs * steps
@@ -128,7 +128,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
         while step < total:
             epoch, lo = step // steps + 1, step % steps
             end = _segment_end(step, steps, every)
-            state, metrics = run_segment(state, jax.random.fold_in(order_key, epoch), lo, lo + end - step)
+            state, metrics = run_segment(state, epoch_key(order_key, epoch), lo, lo + end - step)
             if snapshots:  # the previous snapshot's files and figures while the device trains
                 snapshots.flush()
             metrics = jax.device_get(metrics)

@@ -15,6 +15,7 @@ then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +33,12 @@ from aejax.tracking.media import Histogram, Html, Image, Media, Table
 EVOLUTION_PANELS = 8
 
 
+@partial(jax.jit, static_argnums=(1, 2))
+def _prior_noise(seed: int, samples: int, latent_dim: int) -> jax.Array:
+    """The codes of the decoded prior samples, N(0, I), fixed by the seed (one compiled program)."""
+    return jax.random.normal(jax.random.fold_in(jax.random.key(seed), 7), (samples, latent_dim))
+
+
 class SnapshotRecorder:
     def __init__(self, cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params, run_dir: Path,
                  tracker: Tracker, put=jax.device_put):
@@ -47,7 +54,7 @@ class SnapshotRecorder:
         self.pair = interpolation_pair(self.labels)
         noise = None
         if cfg.variant.head == "gaussian":
-            noise = jax.random.normal(jax.random.fold_in(jax.random.key(cfg.seed), 7), (sc.samples, self.latent_dim))
+            noise = _prior_noise(cfg.seed, sc.samples, self.latent_dim)
         self._args = put((self.x, noise, self.pair))
         self._fn = make_snapshot_fn(graphdef, cfg.variant.recon, sc.grid, sc.interp_steps).lower(
             params, *self._args).compile()
