@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from aejax.data import Dataset
 from aejax.models import build_autoencoder, resolve_output
+from aejax.startup import seconds_since_start
 from aejax.tracking import Tracker, progress_bar
 from aejax.training.checkpoint import Checkpoints
 from aejax.training.epoch import epoch_key, make_eval_fn, pad_to_chunks, steps_per_epoch
@@ -124,6 +125,8 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
     bar = progress_bar(trainer.epochs, trainer.progress, f"{cfg.variant.name} z={cfg.model.latent_dim}")
     bar.update(step // steps)
     start, first = time.perf_counter(), step
+    first_step_s = seconds_since_start()
+    log.info("first training step %.2f s after the process started (compiling took %.2f s)", first_step_s, compile_s)
     with bar, StopSignals() as stop:
         while step < total:
             epoch, lo = step // steps + 1, step % steps
@@ -187,6 +190,7 @@ def fit(cfg: DictConfig, data: Dataset, tracker: Tracker, run_dir: Optional[Path
         "feed": feed + (" (unrolled)" if unroll else ""),
         "devices": 1 if mesh is None else mesh.size,
         "compile_time_s": round(compile_s, 3),
+        "first_step_s": round(first_step_s, 3),  # from the process's start (aejax.startup)
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trained / steps * data.num_train / train_s, 1) if trained else 0.0,
     }
