@@ -1,11 +1,12 @@
 """Decoded splits kept next to a prepared TFDS dataset, so that a run loads arrays instead of
 decoding every record again.
 
-Reading a split through a TFDS data source parses each record in Python: about 3.5 s for
+Reading a split through a TFDS data source parses each record in Python: 3.5-5 s for
 Fashion-MNIST's 70,000 records on this project's 2-core machine, most of a run's start-up. The
 first run saves the decoded arrays as ``.npy`` files in ``<prepared dataset>/aejax-decoded/``;
-later runs load them (tens of milliseconds). Arrays are stored as the records hold them (uint8
-pixels stay uint8, a quarter of float32's size); the caller scales them as it scales records.
+later runs read them (55 MB for Fashion-MNIST: a few tens of milliseconds from the page cache).
+Arrays are stored as the records hold them (uint8 pixels stay uint8, a quarter of float32's
+size); the caller scales them as it scales records.
 
 The copy is tied to the files it was decoded from: ``index.json`` records the name, size and
 modification time of every file of the prepared dataset (and what was read from it), and any
