@@ -21,6 +21,9 @@ What is measured:
   slicing, ``Adam(fused=True)``, ``torch.compile``).
 - ``proto``: prototypes of changes to aejax's step and epoch (see ``PROTOTYPES``), built from
   aejax's own model, objective and train step, side by side with the unchanged epoch function.
+- ``startup``: ``python -m aejax`` as a user runs it (the bowtie, one epoch): ``first_step_s`` of
+  its summary, seconds from the process's start to the first training step, with a warm, a cold
+  and no persistent compilation cache, W&B on and off, and a dataset not yet decoded.
 
 Besides examples/s of wall time, every epoch reports examples per second of the process's CPU time
 (all its threads): on a machine shared with other sessions, where a process may get one core or
@@ -37,7 +40,7 @@ Usage (the full run takes ~40 minutes on the shared 2-core machine):
     python scripts/bench.py --only proto             # prototypes of step/epoch changes, side by side
     python scripts/bench.py --only precision         # model.dtype=bfloat16 against float32
     python scripts/bench.py --only profile           # where one bowtie step's time goes (XLA trace)
-    python scripts/bench.py --only startup           # process start to first step, with/without compile cache
+    python scripts/bench.py --only startup           # python -m aejax: process start to first step, with/without caches
     python scripts/bench.py --quick                  # a smoke run: few rounds, small data
     python scripts/bench.py --synthetic              # random data of Fashion-MNIST's shape
     python scripts/bench.py --json results.json      # also write every figure as JSON
@@ -51,6 +54,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,22 +71,21 @@ MODELS = {
 }
 # Prototypes of changes to step.py / epoch.py / losses / models, each a set of switches of
 # ``_proto_epoch`` (documented there); "aejax" is the unchanged make_epoch_fn of the memory feed.
-_BEST = {"flat_loss": True}
+# (The loss on flat views, the first prototype to measure faster, is aejax's own since issue 7.)
 PROTOTYPES = {
     "aejax": {},
-    "flat_loss": _BEST,
-    "flat_loss+tanh_sigmoid": {**_BEST, "tanh_sigmoid": True},
-    "flat_loss+flat_data": {**_BEST, "flat_data": True},
-    "flat_loss+gather_clip": {**_BEST, "gather": "clip"},
-    "flat_loss+gather_promise_in_bounds": {**_BEST, "gather": "promise_in_bounds"},
-    "flat_loss+flat_adam": {**_BEST, "flat_adam": True},
-    "flat_loss+concurrency_scheduler": {**_BEST, "compiler_options": {
-        "xla_cpu_enable_concurrency_optimized_scheduler": True}},
-    "flat_loss+ynn_eltwise_reduce": {**_BEST, "compiler_options": {"xla_cpu_experimental_ynn_fusion_type":
-                                     "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_ELTWISE,"
-                                     "LIBRARY_FUSION_TYPE_REDUCE"}},
-    "flat_loss+no_ynn": {**_BEST, "compiler_options": {"xla_cpu_experimental_ynn_fusion_type": ""}},
-    "flat_loss+no_shuffle (bound)": {**_BEST, "gather": "none"},
+    "tanh_sigmoid": {"tanh_sigmoid": True},
+    "flat_data": {"flat_data": True},
+    "flat_data+gather_promise_in_bounds": {"flat_data": True, "gather": "promise_in_bounds"},
+    "gather_clip": {"gather": "clip"},
+    "gather_promise_in_bounds": {"gather": "promise_in_bounds"},
+    "flat_adam": {"flat_adam": True},
+    "concurrency_scheduler": {"compiler_options": {"xla_cpu_enable_concurrency_optimized_scheduler": True}},
+    "ynn_eltwise_reduce": {"compiler_options": {"xla_cpu_experimental_ynn_fusion_type":
+                           "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_ELTWISE,"
+                           "LIBRARY_FUSION_TYPE_REDUCE"}},
+    "no_ynn": {"compiler_options": {"xla_cpu_experimental_ynn_fusion_type": ""}},
+    "no_shuffle (bound)": {"gather": "none"},
 }
 
 
@@ -152,15 +155,6 @@ def child_aejax(spec: dict, out) -> None:
     t_imports = time.time()
     import jax
 
-    if spec.get("cache_dir"):
-        os.environ["AEJAX_COMPILE_CACHE"] = spec["cache_dir"]
-        from aejax import cli
-
-        if hasattr(cli, "setup_compile_cache"):
-            cli.setup_compile_cache()
-        else:
-            jax.config.update("jax_compilation_cache_dir", spec["cache_dir"])
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     from aejax.config import validate
     from aejax.training.loop import fit
 
@@ -268,35 +262,9 @@ def _bowtie_setup(spec: dict, data, flat_adam: bool = False):
     return cfg, tx, graphdef, state
 
 
-def _patch_flat_losses() -> None:
-    """The proposed ``aejax/variants/losses.py``: flatten both sides before the elementwise loss."""
-    import jax.numpy as jnp
-    import optax
-
-    from aejax.variants import losses
-
-    def flat(a):
-        return a.reshape(a.shape[0], -1)
-
-    def flat_mask(mask, x):
-        return None if mask is None else flat(jnp.broadcast_to(mask, x.shape))
-
-    def mse(x, logits, activate, mask=None):
-        return losses._per_example_mean(jnp.square(activate(flat(logits)) - flat(x)), flat_mask(mask, x))
-
-    def bce(x, logits, activate, mask=None):
-        return losses._per_example_mean(optax.sigmoid_binary_cross_entropy(flat(logits), flat(x)), flat_mask(mask, x))
-
-    losses.RECON_LOSSES.update(mse=mse, bce=bce)
-
-
 def _proto_epoch(spec: dict, data):
     """An epoch function built from aejax's model and ``make_train_step`` with these switches:
 
-    - ``flat_loss``: the proposed change to ``aejax/variants/losses.py`` (``_patch_flat_losses``): the
-      reconstruction loss on ``[B, values]`` views of input and logits. aejax's decoder reshapes its
-      ``[B, 784]`` output to ``[B, 28, 28, 1]``; XLA:CPU gives that reshape a layout with the unit
-      channel outermost and materialises it (a strided copy) before the subtraction, forward and back.
     - ``tanh_sigmoid``: ``Autoencoder.activate`` as ``0.5 * tanh(0.5 x) + 0.5`` (XLA:CPU's tanh is a
       vectorised rational approximation; its logistic is ``1 / (1 + exp(-x))``, exp and a divide).
     - ``flat_data``: the training split held as ``[N, 784]``: the batch gather copies rows.
@@ -322,8 +290,6 @@ def _proto_epoch(spec: dict, data):
         x = x.reshape(len(x), -1)
     x_train = jax.device_put(x)
 
-    if opts.get("flat_loss"):
-        _patch_flat_losses()
     if opts.get("tanh_sigmoid"):
         from aejax.models import Autoencoder
 
@@ -766,9 +732,9 @@ def run_target(args, base: dict, log_dir: Path, results: dict) -> None:
     print(f"\n== target: bowtie 784-128-32-2, batch {batch}, side by side, {args.rounds} rounds ==", flush=True)
     specs = [("limit xla", "limit", {**base, "batch": batch}, None),
              ("aejax fit", "aejax", {**base, "model": "bowtie", "batch": batch}, None)]
-    if not args.no_proto:
-        specs.append((f"aejax + proto {args.best_proto}", "proto",
-                      {**base, "batch": batch, "opts": PROTOTYPES[args.best_proto]}, None))
+    if args.with_proto:
+        specs.append((f"aejax + proto {args.with_proto}", "proto",
+                      {**base, "batch": batch, "opts": PROTOTYPES[args.with_proto]}, None))
     if torch_available() and not args.no_torch:
         for threads in (None, 1):  # torch's default (one per core), and one thread
             suffix = ", 1 thread" if threads else ""
@@ -884,22 +850,75 @@ def run_table(args, base: dict, log_dir: Path, results: dict) -> None:
     results["table"] = rows
 
 
+def _cli_run(args, overrides: list[str], env: dict, log: Path, data_dir: Optional[Path] = None) -> dict:
+    """One ``python -m aejax`` run of the bowtie on Fashion-MNIST for one epoch; its summary.json."""
+    data_dir = data_dir or args.data_dir
+    with tempfile.TemporaryDirectory() as run_dir:
+        command = [sys.executable, "-m", "aejax", *MODELS["bowtie"], "dataset=fashion_mnist",
+                   f"trainer.batch_size={args.target_batch}", "trainer.epochs=1", "eval.enabled=false",
+                   "trainer.progress=off", f"hydra.run.dir={run_dir}", *overrides]
+        if data_dir:
+            command.append(f"dataset.data_dir={data_dir}")
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+        with log.open("a") as f:
+            proc = subprocess.run(command, env={**environment, **env}, stdout=f, stderr=subprocess.STDOUT, timeout=600)
+        summary = Path(run_dir) / "summary.json"
+        if proc.returncode != 0 or not summary.is_file():
+            raise RuntimeError(f"aejax-train failed (exit {proc.returncode}); see {log}")
+        return json.loads(summary.read_text())
+
+
 def run_startup(args, base: dict, log_dir: Path, results: dict) -> None:
-    """Process start to first step for the bowtie at the target batch: no cache, cold cache, warm cache."""
-    print("\n== start-up: bowtie, time from process start to the first training step ==", flush=True)
-    rows = {}
-    with tempfile.TemporaryDirectory() as cache:
-        for label, cache_dir in (("no compile cache", None), ("persistent cache, cold", cache),
-                                 ("persistent cache, warm", cache)):
-            spec = {**base, "model": "bowtie", "batch": args.target_batch, "cache_dir": cache_dir}
-            child = side_by_side([(label, "aejax", spec, None)], 1, log_dir)[0]
-            if child.epochs:
-                rows[label] = {k: child.ready.get(k) for k in ("first_step_s", "imports_s", "data_s")}
-                rows[label]["compile_s"] = child.done["compile_s"]
-    for label, r in rows.items():
-        print(f"  {label:24s} first step at {r['first_step_s']:5.2f} s  (imports {r['imports_s']:.2f} s, config + data "
-              f"{r['data_s']:.2f} s, fit's compile {r['compile_s']:.2f} s)")
-    results["startup"] = rows
+    """Process start to the first training step of ``python -m aejax`` (the bowtie at the target batch,
+    Fashion-MNIST), as a user runs it: ``first_step_s`` of each run's summary. Cases, in rotating order
+    for ``--startup-rounds`` rounds: a warm persistent compilation cache (warmed by an untimed run),
+    the same with W&B offline (opened in the background), no cache, a cold (empty) cache, and a freshly
+    prepared dataset whose decoded copy does not exist yet."""
+    print(f"\n== start-up: python -m aejax, bowtie, batch {args.target_batch}: seconds from process start to the "
+          f"first training step, {args.startup_rounds} rounds ==", flush=True)
+    log = log_dir / "startup.log"
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        warm = {"AEJAX_COMPILE_CACHE": str(scratch / "warm-cache")}
+        _cli_run(args, ["logger.mode=disabled"], warm, log)  # fills the warm cache (and the decoded copy)
+        _cli_run(args, ["logger.mode=offline"], warm, log)
+        cases = {"warm compile cache": (["logger.mode=disabled"], warm),
+                 "warm compile cache, W&B offline": (["logger.mode=offline"], warm),
+                 "no compile cache": (["logger.mode=disabled"], {"AEJAX_COMPILE_CACHE": "off"}),
+                 "cold (empty) compile cache": (["logger.mode=disabled"], None)}
+        prepared = Path(args.data_dir) / "aejax_fashion_mnist" if args.data_dir else None
+        if prepared is not None and prepared.is_dir():
+            cases["warm cache, dataset not decoded yet"] = (["logger.mode=disabled"], warm)
+        imports = []
+        for r in range(args.startup_rounds):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import aejax.cli, aejax.experiment, aejax.training.loop"], check=True)
+            imports.append(time.perf_counter() - start)
+            names = list(cases)
+            for label in names[r % len(names):] + names[:r % len(names)]:
+                overrides, env = cases[label]
+                if env is None:  # a new empty cache every round
+                    env = {"AEJAX_COMPILE_CACHE": str(scratch / f"cold-cache-{r}")}
+                fresh = None
+                if label.endswith("not decoded yet"):
+                    from aejax.data.decoded import FOLDER
+
+                    fresh = scratch / f"data-{r}"
+                    shutil.copytree(prepared, fresh / prepared.name, ignore=shutil.ignore_patterns(FOLDER))
+                summary = _cli_run(args, overrides, env, log, fresh)
+                row = rows.setdefault(label, {"first_step_s": [], "compile_s": []})
+                row["first_step_s"].append(summary["first_step_s"])
+                row["compile_s"].append(summary["compile_time_s"])
+                if fresh is not None:
+                    shutil.rmtree(fresh)
+    print(f"  importing aejax's CLI, experiment and training loop (python -c, whole process): "
+          f"{statistics.median(imports):.2f} s ({min(imports):.2f}-{max(imports):.2f})")
+    for label, row in rows.items():
+        med, lo, hi = _stats(row["first_step_s"])
+        print(f"  {label:38s} first step at {med:5.2f} s ({lo:.2f}-{hi:.2f}); fit's compile "
+              f"{statistics.median(row['compile_s']):.2f} s")
+    results["startup"] = {"imports_s": imports, "cases": rows}
 
 
 def run_proto(args, base: dict, log_dir: Path, results: dict) -> None:
@@ -908,7 +927,8 @@ def run_proto(args, base: dict, log_dir: Path, results: dict) -> None:
           flush=True)
     specs = [(name, "proto", {**base, "batch": batch, "opts": opts},
               {"XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + opts["xla_flags"]).strip()}
-              if "xla_flags" in opts else None) for name, opts in PROTOTYPES.items()]
+              if "xla_flags" in opts else None) for name, opts in PROTOTYPES.items()
+             if name == "aejax" or not args.protos or name in args.protos.split(",")]
     children = side_by_side(specs, args.rounds, log_dir)
     ref = next((c for c in children if c.label == "aejax" and c.epochs), None)
     rows = {}
@@ -953,7 +973,7 @@ def run_precision(args, base: dict, log_dir: Path, results: dict) -> None:
 
 def run_profile(args, base: dict, log_dir: Path, results: dict) -> None:
     results["profile"] = {}
-    for name in ("aejax", args.best_proto):
+    for name in ("aejax", *([args.with_proto] if args.with_proto else [])):
         print(f"\n== profile: {name}, bowtie epoch, batch {args.target_batch}: XLA ops, time per step ==", flush=True)
         child = Child(f"profile {name}", "profile", {**base, "batch": args.target_batch, "opts": PROTOTYPES[name]},
                       log_dir,
@@ -985,6 +1005,7 @@ def main() -> None:
                         choices=["target", "table", "startup", "proto", "precision", "profile"],
                         help="run only these parts (repeatable); default: all")
     parser.add_argument("--rounds", type=int, default=7, help="measured epochs per process (median, range)")
+    parser.add_argument("--startup-rounds", type=int, default=3, help="runs of each start-up case")
     parser.add_argument("--batches", default="128,256,1024")
     parser.add_argument("--models", default="bowtie,conv")
     parser.add_argument("--devices", default="1,8", help="device counts of the table (8: virtual CPU devices)")
@@ -994,14 +1015,15 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="random data of Fashion-MNIST's shape")
     parser.add_argument("--data-dir", default="/tmp/tfds_e2e" if Path("/tmp/tfds_e2e").is_dir() else None)
     parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--no-proto", action="store_true", help="leave the best prototype out of the target")
-    parser.add_argument("--best-proto", default="flat_loss", choices=list(PROTOTYPES))
+    parser.add_argument("--protos", help="comma-separated prototypes for --only proto (default: all)")
+    parser.add_argument("--with-proto", choices=[p for p in PROTOTYPES if p != "aejax"],
+                        help="also run this prototype in the target and the profile")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, 6000 examples, batch 256 only")
     parser.add_argument("--json", type=Path, help="write all figures to this file")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.batches, args.conv_train = 2, "256", 2000
+        args.rounds, args.batches, args.conv_train, args.startup_rounds = 2, "256", 2000, 1
     args.batches = [int(b) for b in args.batches.split(",")]
     args.models = args.models.split(",")
     args.devices = [int(d) for d in args.devices.split(",")]

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 import zipfile
 from pathlib import Path
 
@@ -29,9 +30,11 @@ def trained(tmp_path_factory):
     """One offline run of the default experiment for a few epochs, with the bar forced on."""
     run_dir = tmp_path_factory.mktemp("run")
     command = (_console_script(),)
+    started = time.time()
     result = run_cli(f"trainer.epochs={EPOCHS}", "logger.mode=offline", "trainer.progress=on",
                      "logger.tags=[smoke,digits]", f"hydra.run.dir={run_dir}", cwd=run_dir, command=command)
     assert result.returncode == 0, result.stderr
+    (run_dir / "test-wall-time.txt").write_text(str(time.time() - started))
     return run_dir, result
 
 
@@ -51,6 +54,9 @@ def test_metrics_and_summary_are_written_and_the_loss_went_down(trained):
     assert summary["val/loss"] == rows[-1]["val/loss"]
     assert summary["val/loss_best"] == min(r["val/loss"] for r in rows)
     assert summary["steps"] == 48 and summary["num_params"] == 5346  # 64-32-16-2-16-32-64 with biases
+    # start-up is counted from the process's start: after compiling, before the process ended
+    wall = float((run_dir / "test-wall-time.txt").read_text())
+    assert summary["compile_time_s"] < summary["first_step_s"] < wall - summary["train_time_s"]
     config = (run_dir / "config.yaml").read_text()
     assert "latent_dim: 2" in config and "name: vanilla-z2-s0" in config  # resolved, no ${...}
 
@@ -138,3 +144,15 @@ def test_a_wheel_install_finds_its_configs(tmp_path):
     job = subprocess.run([sys.executable, "-c", only_wheel + "import runpy; runpy.run_module('aejax', run_name='__main__')",
                           "--cfg", "job"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert job.returncode == 0 and "latent_dim: 2" in job.stdout
+
+
+def test_the_command_imports_no_library_that_training_does_not_need_first():
+    """Start-up time: scikit-learn, SciPy (evaluation), matplotlib (snapshot figures), orbax
+    (checkpoints), grain (the stream feed), TFDS (datasets), W&B are imported where they are used."""
+    code = ("import sys, aejax.cli, aejax.experiment, aejax.training.loop; "
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert {"jax", "flax", "hydra"} <= loaded
+    assert not loaded & {"sklearn", "scipy", "matplotlib", "orbax", "grain", "tensorflow_datasets", "wandb"}

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from aejax.analysis import metrics
 from aejax.data import Dataset
 from aejax.errors import ConfigError
-from aejax.variants.losses import bce, mse
+from aejax.variants.losses import bce, flat, mse
 
 
 def normal_classes_only(data: Dataset, anomaly: DictConfig) -> Dataset:
@@ -65,8 +65,7 @@ def _iwae_bounds(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, mean:
     @jax.jit
     def bound(x, mean, logvar, key):
         def log_px_given_z(z):
-            values = -optax.sigmoid_binary_cross_entropy(model.decode_logits(z), x)
-            return jnp.sum(values.reshape(x.shape[0], -1), axis=1)
+            return -jnp.sum(optax.sigmoid_binary_cross_entropy(flat(model.decode_logits(z)), flat(x)), axis=1)
 
         return metrics.gaussian_iwae(log_px_given_z, mean, logvar, key, samples)
 

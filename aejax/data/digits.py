@@ -5,8 +5,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from omegaconf import DictConfig
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from aejax.data.base import Dataset
 from aejax.data.registry import DATASETS
@@ -23,6 +21,9 @@ class DigitsConfig:
 @DATASETS.register("digits", DigitsConfig)
 def digits(cfg: DictConfig) -> Dataset:
     """Pixels scaled by 1/16 to [0, 1], images as 8x8x1, a stratified train/test split."""
+    from sklearn.datasets import load_digits  # scikit-learn takes ~1 s to import: only when used
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     x = (bunch.data / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
     y = bunch.target.astype(np.int32)

@@ -3,10 +3,12 @@
 Both read random-access ``tfds.data_source``s. Splits that fit in host memory are read once
 into arrays (the feed then puts them on the device or streams them); a larger training split
 stays an ``ImageRecords`` source that the streaming feed reads on demand. Pixels are scaled to
-[0, 1]; labels and class names are kept for plots and evaluation.
+[0, 1]; labels and class names are kept for plots and evaluation. Decoding the records is slow
+(seconds), so the splits read whole are kept decoded next to the prepared files (``decoded``).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -14,12 +16,20 @@ from typing import Any, Optional
 import numpy as np
 from omegaconf import DictConfig
 
+from aejax.data import decoded
 from aejax.data.base import Dataset
 from aejax.data.registry import DATASETS
 from aejax.errors import DataError
 
 READ_BLOCK = 8192  # records per read when a split is read whole
 HOST_MEMORY_MAX = 2 * 2**30  # a training split larger than this (as float32) is streamed from its source
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """Images as float32: uint8 pixels scaled to [0, 1], anything else converted as it is."""
+    if images.dtype == np.uint8:
+        return np.divide(images, np.float32(255), dtype=np.float32)  # one pass, the values of astype + divide
+    return images.astype(np.float32, copy=False)
 
 
 class ImageRecords:
@@ -32,28 +42,31 @@ class ImageRecords:
         self.shape = (len(source), *first.shape)
         self.dtype = np.dtype(np.float32)
 
-    def to_float(self, images: np.ndarray) -> np.ndarray:
-        images = images.astype(np.float32)
-        return images / np.float32(255) if self.pixels else images
-
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, indices: np.ndarray) -> np.ndarray:
         records = self.source.__getitems__([int(i) for i in np.ravel(indices)])
-        images = self.to_float(np.stack([np.asarray(r[self.key]) for r in records]))
+        images = to_float(np.stack([np.asarray(r[self.key]) for r in records]))
         return images.reshape(*np.shape(indices), *self.shape[1:])
+
+
+def read_stored(source: Any, image_key: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A whole split in one pass, as stored: images in their own dtype (uint8 pixels) and int32 labels."""
+    first = np.asarray(source[0][image_key])
+    x = np.empty((len(source), *first.shape), first.dtype)
+    labels = np.empty(len(source), np.int32)
+    for start in range(0, len(source), READ_BLOCK):
+        records = source.__getitems__(list(range(start, min(start + READ_BLOCK, len(source)))))
+        x[start:start + len(records)] = np.stack([np.asarray(r[image_key]) for r in records])
+        labels[start:start + len(records)] = [int(r[label_key]) for r in records]
+    return x, labels
 
 
 def read_all(source: Any, image_key: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """A whole split in one pass: float32 images in [0, 1] and int labels."""
-    images, labels = ImageRecords(source, image_key), []
-    x = np.empty(images.shape, np.float32)
-    for start in range(0, len(images), READ_BLOCK):
-        records = source.__getitems__(list(range(start, min(start + READ_BLOCK, len(images)))))
-        x[start:start + len(records)] = images.to_float(np.stack([np.asarray(r[image_key]) for r in records]))
-        labels.extend(int(r[label_key]) for r in records)
-    return x, np.asarray(labels, np.int32)
+    x, labels = read_stored(source, image_key, label_key)
+    return to_float(x), labels
 
 
 def _damaged(name: str, error: Exception, fix: str) -> DataError:
@@ -62,11 +75,14 @@ def _damaged(name: str, error: Exception, fix: str) -> DataError:
 
 
 def _dataset(name: str, sources: dict[str, Any], image_key: str, label_key: str, class_names: tuple[str, ...],
-             train_split: str = "train", test_split: str = "test", fix: str = "") -> Dataset:
+             train_split: str = "train", test_split: str = "test", fix: str = "",
+             prepared: Optional[Path] = None) -> Dataset:
     """Splits that fit in host memory are read once; a larger training split stays a source, read on demand.
-    A damaged cache (array_record reports a corrupted block) is a DataError that says ``fix``."""
+    With ``prepared`` (the local folder of the prepared dataset) the decoded splits are kept there
+    (``aejax.data.decoded``) and later loads skip decoding. A damaged cache (array_record reports a
+    corrupted block) is a DataError that says ``fix``."""
     try:
-        return _read(name, sources, image_key, label_key, class_names, train_split, test_split)
+        return _read(name, sources, image_key, label_key, class_names, train_split, test_split, prepared)
     except RuntimeError as e:
         if "orrupt" in str(e) or "Riegeli" in str(e):
             raise _damaged(name, e, fix) from None
@@ -74,14 +90,30 @@ def _dataset(name: str, sources: dict[str, Any], image_key: str, label_key: str,
 
 
 def _read(name: str, sources: dict[str, Any], image_key: str, label_key: str, class_names: tuple[str, ...],
-          train_split: str, test_split: str) -> Dataset:
+          train_split: str, test_split: str, prepared: Optional[Path]) -> Dataset:
     train = ImageRecords(sources[train_split], image_key)
-    if len(train) * int(np.prod(train.shape[1:])) * 4 <= HOST_MEMORY_MAX:
-        x_train, y_train = read_all(sources[train_split], image_key, label_key)
+    in_memory = len(train) * int(np.prod(train.shape[1:])) * 4 <= HOST_MEMORY_MAX
+    splits = {"train": train_split, "test": test_split} if in_memory else {"test": test_split}
+
+    def decode() -> dict[str, np.ndarray]:
+        arrays = {}
+        for split, source_split in splits.items():
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = read_stored(sources[source_split], image_key, label_key)
+        return arrays
+
+    arrays = decoded.cached(prepared, {"image_key": image_key, "label_key": label_key, **splits}, decode)
+    if in_memory:
+        x_train, y_train = to_float(arrays["x_train"]), arrays["y_train"]
     else:
         x_train, y_train = train, None  # streamed; its labels are not read
-    x_test, y_test = read_all(sources[test_split], image_key, label_key)
-    return Dataset(name, x_train, y_train, x_test, y_test, class_names, unit_range=train.pixels)
+    return Dataset(name, x_train, y_train, to_float(arrays["x_test"]), arrays["y_test"], class_names,
+                   unit_range=train.pixels)
+
+
+def _local_folder(path: Any) -> Optional[Path]:
+    """``path`` (a TFDS data dir, possibly remote) as a local folder, or None."""
+    local = Path(os.fspath(path))
+    return local if "://" not in str(path) and local.is_dir() else None
 
 
 @dataclass
@@ -99,10 +131,12 @@ def mnist_family(cfg: DictConfig) -> Dataset:
     from aejax.data import mnist_family as family
 
     sources = family.data_sources(cfg.name, cfg.data_dir, cfg.source_dir, cfg.base_url, cfg.download)
-    folder = Path(family.builder(cfg.name, cfg.data_dir).data_dir_root) / family.tfds_name(cfg.name)
+    builder = family.builder(cfg.name, cfg.data_dir)
+    folder = Path(builder.data_dir_root) / family.tfds_name(cfg.name)
     fix = f"delete {folder} and prepare it again: aejax-data prepare {cfg.name}" + (
         f" --data-dir {cfg.data_dir}" if cfg.data_dir else "")
-    return _dataset(cfg.name, sources, "image", "label", family.class_names(cfg.name), fix=fix)
+    return _dataset(cfg.name, sources, "image", "label", family.class_names(cfg.name), fix=fix,
+                    prepared=_local_folder(builder.data_dir))
 
 
 @dataclass
@@ -136,4 +170,5 @@ def tfds_dataset(cfg: DictConfig) -> Dataset:
     sources = builder.as_data_source()
     names = tuple(builder.info.features[cfg.label_key].names)
     return _dataset(cfg.name, sources, cfg.image_key, cfg.label_key, names, cfg.train_split, cfg.test_split,
-                    fix=f"delete {builder.data_dir} and run again to prepare it anew")
+                    fix=f"delete {builder.data_dir} and run again to prepare it anew",
+                    prepared=_local_folder(builder.data_dir))

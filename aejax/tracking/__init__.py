@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from aejax.tracking.background import BackgroundSink
 from aejax.tracking.base import Tracker, Trackers
 from aejax.tracking.local import LocalTracker
 from aejax.tracking.progress import progress_bar
@@ -14,18 +15,30 @@ from aejax.tracking.progress import progress_bar
 def open_trackers(logger_cfg: DictConfig, run_dir: Path, config: dict[str, Any], resume: bool = False,
                   concurrent: bool = False) -> Trackers:
     """With ``resume``, the run directory's files continue and so does the W&B run whose id the
-    summary holds (``wandb_id``). ``concurrent``: other runs of this process stay open (a seed batch)."""
-    sinks: list[Tracker] = [LocalTracker(run_dir, config, resume=resume)]
-    resume_id = sinks[0].values.get("wandb_id") if resume else None
+    summary holds (``wandb_id``). W&B opens in a background thread (``BackgroundSink``) while the
+    run loads its data and compiles; the summary gets its id once it is open. ``concurrent``: other
+    runs of this process stay open (a seed batch's runs, opened one after another)."""
+    local = LocalTracker(run_dir, config, resume=resume)
+    sinks: list[Tracker] = [local]
+    resume_id = local.values.get("wandb_id") if resume else None
     if logger_cfg.mode != "disabled":
         from aejax.tracking.wandb_tracker import WandbTracker
 
-        try:
-            sinks.append(WandbTracker(logger_cfg, run_dir, config, resume_id=resume_id, concurrent=concurrent))
-            sinks[0].summary({"wandb_id": sinks[1].run.id})
-        except BaseException:
-            sinks[0].finish("failed")
-            raise
+        def open_wandb() -> WandbTracker:
+            return WandbTracker(logger_cfg, run_dir, config, resume_id=resume_id, concurrent=concurrent)
+
+        def opened(wandb: WandbTracker) -> None:
+            local.summary({"wandb_id": wandb.run.id})
+
+        if concurrent:  # not several wandb.init calls at once
+            try:
+                sinks.append(open_wandb())
+                opened(sinks[1])
+            except BaseException:
+                local.finish("failed")
+                raise
+        else:
+            sinks.append(BackgroundSink(open_wandb, on_open=opened, name="wandb"))
     return Trackers(sinks)
 
 

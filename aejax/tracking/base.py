@@ -48,8 +48,10 @@ class Trackers:
             sink.rewind(step)
 
     def finish(self, status: str) -> None:
+        """Each sink in the reverse order of opening (the run directory's summary, the first sink, is
+        written last: after W&B, whose run id it records once W&B is open)."""
         errors = []
-        for sink in self.sinks:
+        for sink in reversed(self.sinks):
             try:
                 sink.finish(status)
             except Exception as e:  # close the others before reporting

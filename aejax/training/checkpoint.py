@@ -8,16 +8,19 @@ partial logging window, the best validation loss so far, the last validation val
 Orbax writes a step into a temporary folder and renames it when complete, so a process killed
 while writing leaves the previous checkpoints intact; a damaged checkpoint (a failed disk, a
 truncated copy) is skipped on resume, with a warning, for the one before it.
+
+Orbax (~0.5 s to import) is imported, and its manager created, on the first save or read: a
+run starts training without it.
 """
 from __future__ import annotations
 
 import errno
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
 import jax
-import orbax.checkpoint as ocp
 
 from aejax.errors import RunError
 from aejax.training.state import TrainState
@@ -36,14 +39,23 @@ def _storable(state: TrainState) -> TrainState:
 class Checkpoints:
     def __init__(self, run_dir: Path, keep: int):
         self.directory = Path(run_dir).absolute() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False,
+        self.keep = keep
+
+    @cached_property
+    def manager(self):
+        """Orbax's manager of the directory; creating it removes what an interrupted write left."""
+        import orbax.checkpoint as ocp
+
+        options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, enable_async_checkpointing=False,
                                                cleanup_tmp_directories=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        return ocp.CheckpointManager(self.directory, options=options)
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps(read=True))
 
     def save(self, step: int, state: TrainState, host: dict[str, Any]) -> None:
+        import orbax.checkpoint as ocp
+
         args = ocp.args.Composite(state=ocp.args.StandardSave(_storable(state)), host=ocp.args.JsonSave(host))
         try:
             self.manager.save(step, args=args, force=True)
@@ -60,6 +72,8 @@ class Checkpoints:
 
     def restore(self, like: TrainState, step: Optional[int] = None) -> tuple[int, TrainState, dict[str, Any]]:
         """The latest readable checkpoint (or ``step``) into the structure of ``like``."""
+        import orbax.checkpoint as ocp
+
         steps = [step] if step is not None else self.steps()[::-1]
         if not steps:
             raise CheckpointError(f"no checkpoint in {self.directory} to resume from")
@@ -86,4 +100,5 @@ class Checkpoints:
                 self.manager.delete(later)
 
     def close(self) -> None:
-        self.manager.close()
+        if "manager" in self.__dict__:  # created (cached_property): there is something to close
+            self.manager.close()

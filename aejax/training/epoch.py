@@ -13,6 +13,12 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_last: bool) -> int:
     return num_examples // batch_size if drop_last else -(-num_examples // batch_size)
 
 
+@jax.jit
+def epoch_key(order_key: jax.Array, epoch: int | jax.Array) -> jax.Array:
+    """The key of an epoch's order, ``fold_in(order_key, epoch)``, as one compiled program (eagerly: two)."""
+    return jax.random.fold_in(order_key, epoch)
+
+
 def epoch_batches(key: jax.Array, num_examples: int, batch_size: int, drop_last: bool) -> tuple[jax.Array, jax.Array]:
     """A fresh permutation cut into ``[steps, batch_size]`` indices and 0/1 weights.
 

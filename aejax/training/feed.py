@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import grain
 import jax
 import numpy as np
 
@@ -62,6 +61,8 @@ class StreamFeed:
     """Yields ``(x, w)`` chunks of ``[k, batch, ...]`` in a given epoch order, read by grain threads."""
 
     def __init__(self, source, chunk: int, workers: int, prefetch: int):
+        import grain  # only the stream feed needs it (~0.3 s to import)
+
         self.source, self.chunk = source, chunk
         self.options = grain.ReadOptions(num_threads=workers, prefetch_buffer_size=prefetch)
         self.process, self.processes = jax.process_index(), jax.process_count()
@@ -81,5 +82,7 @@ class StreamFeed:
             block = idx[start:start + self.chunk]
             x = source[block.reshape(-1)]
             return x.reshape(*block.shape, *x.shape[1:]), weights[start:start + self.chunk]
+
+        import grain
 
         yield from grain.MapDataset.source(starts).map(read).to_iter_dataset(self.options)

@@ -31,9 +31,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax.data import Dataset
 from aejax.models import build_autoencoder, resolve_output
+from aejax.startup import seconds_since_start
 from aejax.tracking import Tracker, progress_bar
 from aejax.training.checkpoint import CheckpointError, Checkpoints
-from aejax.training.epoch import make_eval_fn, steps_per_epoch
+from aejax.training.epoch import epoch_key, make_eval_fn, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
 from aejax.training.optim import build_optimizer
 from aejax.training.parallel import ONE_DEVICE, layout
@@ -41,7 +42,7 @@ from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
 from aejax.training.runners import memory_runner, stream_runner
 from aejax.training.snapshots import SnapshotRecorder, Snapshots
-from aejax.training.state import TrainState, count_params, create_train_state
+from aejax.training.state import TrainState, count_params, create_train_state, split_seed
 from aejax.training.step import make_train_step
 from aejax.variants import build_objective
 
@@ -105,10 +106,11 @@ def fit_seeds(cfg: DictConfig, data: Dataset, trackers: list[Tracker], run_dirs:
         raise ValueError(f"{n} trackers for trainer.num_seeds={trainer.num_seeds}")
     batched = n > 1
     cfgs = [seed_config(cfg, i) for i in range(n)] if batched else [cfg]
-    keys = [jax.random.split(jax.random.key(c.seed), 4) for c in cfgs]
-    keys = jnp.stack(keys) if batched else keys[0]
-    init_key, order_key, state_key, eval_key = (keys[..., j] for j in range(4))
-    fold_in = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if batched else jax.random.fold_in
+    if batched:  # each model's keys drawn from its own seed, as its separate run draws them
+        init_key, order_key, state_key, eval_key = jax.vmap(lambda s: split_seed(s, 4))(jnp.array([c.seed for c in cfgs]))
+    else:
+        init_key, order_key, state_key, eval_key = split_seed(cfg.seed, 4)
+    order = jax.vmap(epoch_key, in_axes=(0, None)) if batched else epoch_key
     pick = (lambda tree, i: jax.tree.map(lambda a: a[i], tree)) if batched else (lambda tree, i: tree)
 
     output = resolve_output(cfg.model.output, data.unit_range)
@@ -181,11 +183,13 @@ def fit_seeds(cfg: DictConfig, data: Dataset, trackers: list[Tracker], run_dirs:
     bar = progress_bar(trainer.epochs, trainer.progress, label)
     bar.update(step // steps)
     start, first = time.perf_counter(), step
+    first_step_s = seconds_since_start()
+    log.info("first training step %.2f s after the process started (compiling took %.2f s)", first_step_s, compile_s)
     with bar, StopSignals() as stop:
         while step < total and alive():
             epoch, lo = step // steps + 1, step % steps
             end = _segment_end(step, steps, every)
-            state, metrics = run_segment(state, fold_in(order_key, epoch), lo, lo + end - step)
+            state, metrics = run_segment(state, order(order_key, epoch), lo, lo + end - step)
             for i in alive():  # the previous snapshot's files and figures while the device trains
                 if runs[i].snapshots:
                     runs[i].snapshots.flush()
@@ -233,6 +237,7 @@ def fit_seeds(cfg: DictConfig, data: Dataset, trackers: list[Tracker], run_dirs:
         "feed": feed + (" (unrolled)" if unroll else ""),
         "devices": parallel.size,
         "compile_time_s": round(compile_s, 3),
+        "first_step_s": round(first_step_s, 3),  # from the process's start (aejax.startup)
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trained / steps * data.num_train / train_s, 1) if trained else 0.0,
     }

@@ -4,7 +4,8 @@
 a seed batch) and returns at once; each run's ``SnapshotRecorder.flush`` fetches the arrays (one
 transfer), writes ``snapshots/step_XXXXXXX.npz``, draws the figures into ``media/`` and logs
 table, histograms and images at the snapshot's step. The loop calls ``flush`` right after
-dispatching the next epoch, so the host's work overlaps the device's.
+dispatching the next epoch, so the host's work overlaps the device's. The figures' module
+(matplotlib, ~0.5 s to import) is imported when the first figure is drawn, after training has started.
 
 Files: ``snapshots/probe.npz`` (the probe inputs, labels, test indices, class names) once,
 then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``z_2d``,
@@ -14,6 +15,7 @@ then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +24,6 @@ import numpy as np
 from flax import nnx
 from omegaconf import DictConfig
 
-from aejax.analysis import figures
 from aejax.analysis.snapshot import (Projection, interpolation_pair, limits_of, make_snapshot_fn, select_probe,
                                      snapshot_name, table_columns, table_rows)
 from aejax.data import Dataset
@@ -31,6 +32,12 @@ from aejax.tracking.media import Histogram, Html, Image, Media, Table
 from aejax.training.parallel import first_replica
 
 EVOLUTION_PANELS = 8
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _prior_noise(seed: int, samples: int, latent_dim: int) -> jax.Array:
+    """The codes of the decoded prior samples, N(0, I), fixed by the seed (one compiled program)."""
+    return jax.random.normal(jax.random.fold_in(jax.random.key(seed), 7), (samples, latent_dim))
 
 
 class SnapshotRecorder:
@@ -48,8 +55,7 @@ class SnapshotRecorder:
         self.pair = interpolation_pair(self.labels)
         noise = None
         if cfg.variant.head == "gaussian":
-            noise = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(cfg.seed), 7),
-                                                 (sc.samples, self.latent_dim)))
+            noise = np.asarray(_prior_noise(cfg.seed, sc.samples, self.latent_dim))
         self.args = (self.x, noise, self.pair)  # the snapshot program's inputs besides the parameters
         self.folder.mkdir(parents=True, exist_ok=True)
         np.savez(self.folder / "probe.npz", x=self.x, labels=self.labels, index=index.astype(np.int64),
@@ -125,6 +131,8 @@ class SnapshotRecorder:
         self.host_seconds += time.perf_counter() - start
 
     def _painters(self) -> dict:
+        from aejax.analysis import figures
+
         if not self._painter:
             axes = ("PC 1 of z", "PC 2 of z") if self.projection.is_pca else ("z₁", "z₂")
             self._painter = {"scatter": figures.LatentScatter(self.labels, self.class_names, axes),
@@ -134,6 +142,8 @@ class SnapshotRecorder:
         return self._painter
 
     def _figures(self, a: dict[str, np.ndarray], step: int, epoch: float) -> dict[str, Image]:
+        from aejax.analysis import figures
+
         p, name = self._painters(), f"{snapshot_name(step)}.png"
         title = f"{self.variant}, k={self.latent_dim}: step {step} (epoch {epoch:g})"
         out = {"latent/scatter": p["scatter"].draw(self.media / "latent" / name, a["z_2d"], a["grad_2d"],
@@ -165,6 +175,8 @@ class SnapshotRecorder:
         start = time.perf_counter()
         media: dict[str, Media] = {}
         if self.cfg.images and self.frames:
+            from aejax.analysis import figures
+
             picks = np.unique(np.linspace(0, len(self.frames) - 1, min(EVOLUTION_PANELS, len(self.frames))).astype(int))
             axes = ("PC 1", "PC 2") if self.projection.is_pca else ("z₁", "z₂")
             path = figures.evolution(self.media / "latent_evolution.png", [self.frames[i] for i in picks],

@@ -6,6 +6,7 @@ it can be donated, replicated over devices or checkpointed as it is.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import jax
@@ -39,6 +40,13 @@ def create_train_state(make_model: Callable[[jax.Array], nnx.Module], tx: optax.
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
 
     return graphdef, (jax.vmap(init) if init_key.ndim else init)(init_key, rng)
+
+
+@partial(jax.jit, static_argnums=1)
+def split_seed(seed: int | jax.Array, num: int) -> tuple[jax.Array, ...]:
+    """``jax.random.split(jax.random.key(seed), num)`` as ``num`` keys, in one compiled program (run
+    eagerly, making, splitting and unpacking the keys compile a small program each)."""
+    return tuple(jax.random.split(jax.random.key(seed), num))
 
 
 def count_params(params: nnx.State) -> int:
