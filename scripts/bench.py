@@ -36,6 +36,7 @@ Usage (the full run takes ~40 minutes on the shared 2-core machine):
 
     python scripts/bench.py                          # everything below
     python scripts/bench.py --only target            # bowtie, batch 256: aejax vs limit vs PyTorch
+    python scripts/bench.py --only target --baseline ../main   # ... and another checkout's aejax beside it
     python scripts/bench.py --only table             # bowtie and conv, batch 128/256/1024, 1 and 8 devices
     python scripts/bench.py --only proto             # prototypes of step/epoch changes, side by side
     python scripts/bench.py --only precision         # model.dtype=bfloat16 against float32
@@ -732,6 +733,9 @@ def run_target(args, base: dict, log_dir: Path, results: dict) -> None:
     print(f"\n== target: bowtie 784-128-32-2, batch {batch}, side by side, {args.rounds} rounds ==", flush=True)
     specs = [("limit xla", "limit", {**base, "batch": batch}, None),
              ("aejax fit", "aejax", {**base, "model": "bowtie", "batch": batch}, None)]
+    if args.baseline:  # another checkout's aejax, e.g. main before a change
+        specs.append(("aejax fit (baseline)", "aejax", {**base, "model": "bowtie", "batch": batch},
+                      {"PYTHONPATH": str(Path(args.baseline).resolve())}))
     if args.with_proto:
         specs.append((f"aejax + proto {args.with_proto}", "proto",
                       {**base, "batch": batch, "opts": PROTOTYPES[args.with_proto]}, None))
@@ -794,6 +798,10 @@ def run_target(args, base: dict, log_dir: Path, results: dict) -> None:
             ratio = rows[label]["examples_per_s"][0] / rows[ref]["examples_per_s"][0]
             rows[label][f"x {ref}"] = ratio
             print(f"  {label} / {ref}: {ratio:.2f}x")
+    if "aejax fit" in rows and "aejax fit (baseline)" in rows:
+        now, before = rows["aejax fit"], rows["aejax fit (baseline)"]
+        print(f"  aejax fit / baseline: {now['examples_per_s'][0] / before['examples_per_s'][0]:.2f}x examples/s, "
+              f"{(now['examples_per_cpu_s'] or 0) / (before['examples_per_cpu_s'] or 1):.2f}x per CPU-second")
     results["target"] = {"batch": batch, "flops_per_example": flops, "limits": limits, "limit": limit,
                          "limit_per_cpu_s": limit_cpu, "rows": rows}
 
@@ -1015,6 +1023,8 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="random data of Fashion-MNIST's shape")
     parser.add_argument("--data-dir", default="/tmp/tfds_e2e" if Path("/tmp/tfds_e2e").is_dir() else None)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--baseline", help="a checkout of aejax to run beside this one in the target "
+                                           "(its folder, put first on PYTHONPATH)")
     parser.add_argument("--protos", help="comma-separated prototypes for --only proto (default: all)")
     parser.add_argument("--with-proto", choices=[p for p in PROTOTYPES if p != "aejax"],
                         help="also run this prototype in the target and the profile")

@@ -21,7 +21,7 @@ class DigitsConfig:
 @DATASETS.register("digits", DigitsConfig)
 def digits(cfg: DictConfig) -> Dataset:
     """Pixels scaled by 1/16 to [0, 1], images as 8x8x1, a stratified train/test split."""
-    from sklearn.datasets import load_digits  # scikit-learn takes ~1 s to import: only when used
+    from sklearn.datasets import load_digits  # scikit-learn: ~1.2 s to import, only when used
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()

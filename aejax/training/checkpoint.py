@@ -9,7 +9,7 @@ Orbax writes a step into a temporary folder and renames it when complete, so a p
 while writing leaves the previous checkpoints intact; a damaged checkpoint (a failed disk, a
 truncated copy) is skipped on resume, with a warning, for the one before it.
 
-Orbax (~0.5 s to import) is imported, and its manager created, on the first save or read: a
+Orbax (~0.15 s to import) is imported, and its manager created, on the first save or read: a
 run starts training without it.
 """
 from __future__ import annotations

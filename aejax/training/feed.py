@@ -61,7 +61,7 @@ class StreamFeed:
     """Yields ``(x, w)`` chunks of ``[k, batch, ...]`` in a given epoch order, read by grain threads."""
 
     def __init__(self, source, chunk: int, workers: int, prefetch: int):
-        import grain  # only the stream feed needs it (~0.3 s to import)
+        import grain  # only the stream feed needs it (~0.2 s to import)
 
         self.source, self.chunk = source, chunk
         self.options = grain.ReadOptions(num_threads=workers, prefetch_buffer_size=prefetch)

@@ -5,7 +5,7 @@ a seed batch) and returns at once; each run's ``SnapshotRecorder.flush`` fetches
 transfer), writes ``snapshots/step_XXXXXXX.npz``, draws the figures into ``media/`` and logs
 table, histograms and images at the snapshot's step. The loop calls ``flush`` right after
 dispatching the next epoch, so the host's work overlaps the device's. The figures' module
-(matplotlib, ~0.5 s to import) is imported when the first figure is drawn, after training has started.
+(matplotlib, ~0.3 s to import) is imported when the first figure is drawn, after training has started.
 
 Files: ``snapshots/probe.npz`` (the probe inputs, labels, test indices, class names) once,
 then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``z_2d``,
