@@ -29,27 +29,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_processes(tmp_path: Path, name: str, *overrides: str) -> tuple[Path, list[subprocess.CompletedProcess]]:
-    """Train with ``overrides`` in two processes; returns process 0's hydra.run.dir and both results."""
+def _start_two(tmp_path: Path, name: str, *overrides: str, timeout: int = 120, meet: bool = True) -> list[subprocess.Popen]:
+    """Start ``python -m aejax overrides`` as processes 0 and 1 of one run (``hydra.run.dir`` under
+    ``tmp_path/name/p<id>``); with ``meet=False`` each is told another coordinator port, so they never meet."""
     env = {**offline_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     port = _free_port()
-    procs = []
-    for pid in (0, 1):
-        args = [sys.executable, "-m", "aejax", *overrides, f"distributed.coordinator=127.0.0.1:{port}",
-                "distributed.num_processes=2", f"distributed.process_id={pid}", "distributed.timeout=120",
-                f"hydra.run.dir={tmp_path / name / f'p{pid}'}"]
-        procs.append(subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+    return [subprocess.Popen([sys.executable, "-m", "aejax", *overrides,
+                              f"distributed.coordinator=127.0.0.1:{port if meet else _free_port()}",
+                              "distributed.num_processes=2", f"distributed.process_id={pid}",
+                              f"distributed.timeout={timeout}", f"hydra.run.dir={tmp_path / name / f'p{pid}'}"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for pid in (0, 1)]
+
+
+def _wait(procs: list[subprocess.Popen]) -> list[subprocess.CompletedProcess]:
+    """Both processes' results; a hung peer is killed, so that the failure shows and nothing lingers."""
     results = []
     try:
         for proc in procs:
             out, err = proc.communicate(timeout=TIMEOUT)
             results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     finally:
-        for proc in procs:  # a hung peer: stop both, so that the failure shows and nothing lingers
+        for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+    return results
+
+
+def _two_processes(tmp_path: Path, name: str, *overrides: str) -> tuple[Path, list[subprocess.CompletedProcess]]:
+    """Train with ``overrides`` in two processes; returns process 0's hydra.run.dir and both results."""
+    results = _wait(_start_two(tmp_path, name, *overrides))
     for pid, result in enumerate(results):
         assert result.returncode == 0, f"process {pid} exited with {result.returncode}:\n{result.stderr[-3000:]}"
     return tmp_path / name / "p0", results
@@ -141,48 +151,25 @@ def test_distributed_settings_are_checked_before_anything_starts():
 
 def test_several_processes_need_the_sharded_mesh_and_say_so(tmp_path):
     """``trainer.parallel=pmap`` (or none) with two processes: exit 2 in both, before training."""
-    env = {**offline_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "aejax", "trainer.parallel=pmap", "logger.mode=disabled",
-                               f"distributed.coordinator=127.0.0.1:{port}", "distributed.num_processes=2",
-                               f"distributed.process_id={pid}", "distributed.timeout=120",
-                               f"hydra.run.dir={tmp_path / f'p{pid}'}"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
-    try:
-        errors = [proc.communicate(timeout=TIMEOUT) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    assert [proc.returncode for proc in procs] == [2, 2]
-    for _, err in errors:
+    results = _wait(_start_two(tmp_path, "pmap", "trainer.parallel=pmap", "logger.mode=disabled"))
+    assert [r.returncode for r in results] == [2, 2]
+    for err in (r.stderr for r in results):
         assert ("trainer.parallel: pmap trains on one process's devices; the 2 processes of distributed.* train one "
                 "model over all their devices with trainer.parallel=sharded (or auto)") in err
-    assert not (tmp_path / "p0" / "checkpoints").exists() and not (tmp_path / "p0" / "summary.json").exists()
+    assert not (tmp_path / "pmap" / "p0" / "checkpoints").exists() and not (tmp_path / "pmap" / "p0" / "summary.json").exists()
 
 
 def test_a_process_left_alone_stops_within_the_timeout(tmp_path):
     """Process 1 whose coordinator never starts: exit 4 with what to do. Process 0 whose peer
     never comes: JAX aborts it after the timeout (exit 134), after aejax said what it waits for."""
-    env = {**offline_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [subprocess.Popen([sys.executable, "-m", "aejax", "logger.mode=disabled",
-                               f"distributed.coordinator=127.0.0.1:{_free_port()}", "distributed.num_processes=2",
-                               f"distributed.process_id={pid}", "distributed.timeout=5",
-                               f"hydra.run.dir={tmp_path / f'p{pid}'}"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
-    try:
-        outputs = [proc.communicate(timeout=TIMEOUT) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    (out0, err0), (_, err1) = outputs
+    procs = _start_two(tmp_path, "alone", "logger.mode=disabled", timeout=5, meet=False)
+    (out0, err0), (_, err1) = [(r.stdout, r.stderr) for r in _wait(procs)]
     assert procs[1].returncode == 4, err1[-2000:]
     assert "could not join the other processes through 127.0.0.1:" in err1
     assert "within distributed.timeout=5 s" in err1 and "start process 0 (distributed.process_id=0)" in err1
     assert procs[0].returncode in (-6, 134), err0[-2000:]  # SIGABRT from JAX's coordination service
     assert "process 0 of 2: joining through 127.0.0.1:" in out0 + err0 and "DEADLINE_EXCEEDED" in err0
-    assert not any((tmp_path / f"p{pid}" / "summary.json").exists() for pid in (0, 1))
+    assert not any((tmp_path / "alone" / f"p{pid}" / "summary.json").exists() for pid in (0, 1))
 
 
 def test_sigterm_to_one_process_stops_both_and_two_processes_resume_to_the_same_numbers(tmp_path):
@@ -199,13 +186,7 @@ def test_sigterm_to_one_process_stops_both_and_two_processes_resume_to_the_same_
     reference = tmp_path / "one"
     run(compose_config(*long, "logger.mode=disabled", "trainer.parallel=none"), reference)
 
-    env = {**offline_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "aejax", *long, "logger.mode=disabled",
-                               f"distributed.coordinator=127.0.0.1:{port}", "distributed.num_processes=2",
-                               f"distributed.process_id={pid}", "distributed.timeout=120",
-                               f"hydra.run.dir={tmp_path / 'stopped' / f'p{pid}'}"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+    procs = _start_two(tmp_path, "stopped", *long, "logger.mode=disabled")
     run_dir = tmp_path / "stopped" / "p0"
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -213,12 +194,10 @@ def test_sigterm_to_one_process_stops_both_and_two_processes_resume_to_the_same_
             assert time.monotonic() < deadline and procs[0].poll() is None, "training did not start"
             time.sleep(0.1)  # two epochs trained
         procs[1].send_signal(signal.SIGTERM)
-        errors = [proc.communicate(timeout=TIMEOUT)[1] for proc in procs]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    assert [proc.returncode for proc in procs] == [75, 75], errors[0][-2000:]
+        results = _wait(procs)
+    errors = [r.stderr for r in results]
+    assert [r.returncode for r in results] == [75, 75], errors[0][-2000:]
     summary = _summary(run_dir)
     step = summary["preempted_at_step"]
     assert summary["status"] == "preempted" and 0 < step < 20 * 12 and step % 12 == 0
