@@ -1,8 +1,8 @@
 """What a seed batch buys: N models as one vmapped program against one model, in one process.
 
 Trains with ``aejax.training.loop.fit_seeds`` (the code ``trainer.num_seeds=N`` runs), no
-snapshots, evaluation or checkpoints, and prints per N the median seconds of an epoch for all N
-models (after a warm-up epoch), the examples/s per model and in all, and the time against N
+snapshots, end-of-run evaluation or checkpoints, and prints per N the median seconds of an epoch
+for all N models (after a warm-up epoch; an epoch includes its validation pass), the examples/s per model and in all, and the time against N
 separate runs (N times one model's epoch). The N are measured in rotating order, one epoch at a
 time, so that a busy machine slows them alike.
 
