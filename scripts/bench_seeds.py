@@ -2,9 +2,9 @@
 
 Trains with ``aejax.training.loop.fit_seeds`` (the code ``trainer.num_seeds=N`` runs), no
 snapshots, end-of-run evaluation or checkpoints, and prints per N the median seconds of an epoch
-for all N models (after a warm-up epoch; an epoch includes its validation pass), the examples/s per model and in all, and the time against N
-separate runs (N times one model's epoch). The N are measured in rotating order, one epoch at a
-time, so that a busy machine slows them alike.
+for all N models (after a warm-up epoch; an epoch includes its validation pass), the examples/s
+per model and in all, and the time against N separate runs (N times one model's epoch). The N
+take turns, a whole run each, for ``--rounds`` rounds, so that a busy machine slows them alike.
 
 Usage: python scripts/bench_seeds.py [--seeds 1 2 4 8] [--epochs 5] [--dataset digits|fashion_mnist] [overrides...]
 """
