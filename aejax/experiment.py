@@ -102,11 +102,13 @@ def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
     if setting is False:
         return run_dir, False
     target = run_dir if setting is True else Path(str(setting)).expanduser()
-    runs = [target] if cfg.trainer.num_seeds == 1 else [target / f"seed_{cfg.seed + i}" for i in range(cfg.trainer.num_seeds)]
+    n = cfg.trainer.num_seeds
+    runs = [target] if n == 1 else [seed_dir(target, cfg.seed + i) for i in range(n)]
     if not any(p.name.isdigit() for run in runs for p in (run / "checkpoints").glob("*")):
         hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
                 if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
-        raise ConfigError("trainer.resume", f"no checkpoint to resume from in {target / 'checkpoints'}: {hint}")
+        where = target / "checkpoints" if n == 1 else target / "seed_*" / "checkpoints"
+        raise ConfigError("trainer.resume", f"no checkpoint to resume from in {where}: {hint}")
     saved = OmegaConf.load(target / "config.yaml")
     differ = [key for key in _leaf_keys(OmegaConf.to_container(cfg)) | _leaf_keys(OmegaConf.to_container(saved))
               if key not in IGNORED_ON_RESUME and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
@@ -135,6 +137,11 @@ def _leaf_keys(node: Any, prefix: str = "") -> set[str]:
     return {prefix[:-1]}
 
 
+def seed_dir(run_dir: Path, seed: int) -> Path:
+    """The directory of a seed batch's run with ``seed``."""
+    return run_dir / f"seed_{seed}"
+
+
 def seed_runs(cfg: DictConfig, run_dir: Path) -> list[tuple[DictConfig, Path]]:
     """``(config, run directory)`` of each run: the run itself, or for ``trainer.num_seeds=n`` the
     ``n`` runs of the seed batch, ``RUN_DIR/seed_<s>``, each with the validated config of the
@@ -151,7 +158,7 @@ def seed_runs(cfg: DictConfig, run_dir: Path) -> list[tuple[DictConfig, Path]]:
             if member.logger.group is None:  # outside a multirun: the batch is the group
                 member.logger.group = sweep_group(run_dir)
             member.logger.tags = [*member.logger.tags, f"seed_batch={n}"]
-        out.append((validate(member), run_dir / f"seed_{member.seed}"))
+        out.append((validate(member), seed_dir(run_dir, member.seed)))
     return out
 
 

@@ -184,3 +184,12 @@ def test_a_seed_batch_whose_data_does_not_fit_device_memory_is_refused_before_co
     assert e.value.key == "trainer.num_seeds"
     one = validate(compose_config("logger.mode=disabled"))
     check_against_data(one, big)  # one model streams what does not fit: no error
+
+
+def test_resuming_a_seed_batch_without_checkpoints_names_where_they_were_looked_for(tmp_path):
+    from aejax.experiment import resume_target
+
+    cfg = validate(compose_config("trainer.num_seeds=2", f"trainer.resume={tmp_path}", "logger.mode=disabled"))
+    (tmp_path / "checkpoints" / "12").mkdir(parents=True)  # a single run's checkpoint is not the batch's
+    with pytest.raises(ConfigError, match=r"no checkpoint to resume from in .*/seed_\*/checkpoints"):
+        resume_target(cfg, tmp_path)
