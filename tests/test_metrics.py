@@ -31,6 +31,11 @@ def test_pca_test_mse_matches_sklearn_and_vanishes_at_full_rank():
         assert pca_test_mse(x_train, x_test, k) == pytest.approx(expected, rel=1e-5)
     assert pca_test_mse(x_train, x_test, 16) == pytest.approx(0.0, abs=1e-20)
     assert pca_test_mse(x_train, x_test, 100) == pytest.approx(0.0, abs=1e-20)
+    few = flat_train[:10]  # fewer examples than features: the SVD path
+    for k in (1, 3):
+        pca = PCA(k).fit(few)
+        expected = np.mean((pca.inverse_transform(pca.transform(flat_test)) - flat_test) ** 2)
+        assert pca_test_mse(few, x_test, k) == pytest.approx(expected, rel=1e-5)
 
 
 def _separable_codes(rng, per_class, num_classes=10, dim=32, informative=8):
