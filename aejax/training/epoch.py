@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from aejax.training.shuffle import permutation
 from aejax.training.step import Objective, weighted_sums
 
 
@@ -27,7 +28,7 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int, drop_last:
     """
     steps = steps_per_epoch(num_examples, batch_size, drop_last)
     total = steps * batch_size
-    perm = jax.random.permutation(key, num_examples)
+    perm = permutation(key, num_examples)
     idx = jnp.concatenate([perm, perm[: max(total - num_examples, 0)]])[:total]
     weights = (jnp.arange(total) < num_examples).astype(jnp.float32)
     return idx.reshape(steps, batch_size), weights.reshape(steps, batch_size)
