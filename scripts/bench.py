@@ -87,6 +87,15 @@ PROTOTYPES = {
                            "LIBRARY_FUSION_TYPE_REDUCE"}},
     "no_ynn": {"compiler_options": {"xla_cpu_experimental_ynn_fusion_type": ""}},
     "no_shuffle (bound)": {"gather": "none"},
+    "onednn_dot": {"xla_flags": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot"},
+    "onednn_dot_no_xnn": {"xla_flags": "--xla_cpu_use_onednn=true --xla_cpu_use_xnnpack=false "
+                                       "--xla_cpu_experimental_onednn_fusion_type=dot"},
+    "multi_output_fusion": {"compiler_options": {"xla_cpu_use_multi_output_fusion": True}},
+    "vector_width_512": {"compiler_options": {"xla_cpu_prefer_vector_width": 512}},
+    "fast_math": {"compiler_options": {"xla_cpu_enable_fast_math": True}},
+    "no_fusion_emitters": {"compiler_options": {"xla_cpu_use_fusion_emitters": False}},
+    "onednn_dot_eltwise": {"xla_flags": "--xla_cpu_use_onednn=true "
+                                        "--xla_cpu_experimental_onednn_fusion_type=dot,eltwise,reduce"},
 }
 
 
