@@ -904,6 +904,10 @@ def run_startup(args, base: dict, log_dir: Path, results: dict) -> None:
                  "warm compile cache, W&B offline": (["logger.mode=offline"], warm),
                  "no compile cache": (["logger.mode=disabled"], {"AEJAX_COMPILE_CACHE": "off"}),
                  "cold (empty) compile cache": (["logger.mode=disabled"], None)}
+        if args.baseline:  # another checkout's aejax, W&B offline, beside this one's
+            baseline = {**warm, "PYTHONPATH": str(Path(args.baseline).resolve())}
+            _cli_run(args, ["logger.mode=offline"], baseline, log)
+            cases["warm compile cache, W&B offline, baseline"] = (["logger.mode=offline"], baseline)
         prepared = Path(args.data_dir) / "aejax_fashion_mnist" if args.data_dir else None
         if prepared is not None and prepared.is_dir():
             cases["warm cache, dataset not decoded yet"] = (["logger.mode=disabled"], warm)
@@ -1033,7 +1037,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default="/tmp/tfds_e2e" if Path("/tmp/tfds_e2e").is_dir() else None)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--baseline", help="a checkout of aejax to run beside this one in the target "
-                                           "(its folder, put first on PYTHONPATH)")
+                                           "and, with W&B offline, in the start-up cases (its folder, "
+                                           "put first on PYTHONPATH)")
     parser.add_argument("--protos", help="comma-separated prototypes for --only proto (default: all)")
     parser.add_argument("--with-proto", choices=[p for p in PROTOTYPES if p != "aejax"],
                         help="also run this prototype in the target and the profile")
