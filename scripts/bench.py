@@ -87,6 +87,7 @@ PROTOTYPES = {
                            "LIBRARY_FUSION_TYPE_REDUCE"}},
     "no_ynn": {"compiler_options": {"xla_cpu_experimental_ynn_fusion_type": ""}},
     "no_shuffle (bound)": {"gather": "none"},
+    "gather_prefetch": {"gather": "prefetch"},
     "onednn_dot": {"xla_flags": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot"},
     "onednn_dot_no_xnn": {"xla_flags": "--xla_cpu_use_onednn=true --xla_cpu_use_xnnpack=false "
                                        "--xla_cpu_experimental_onednn_fusion_type=dot"},
@@ -279,7 +280,8 @@ def _proto_epoch(spec: dict, data):
       vectorised rational approximation; its logistic is ``1 / (1 + exp(-x))``, exp and a divide).
     - ``flat_data``: the training split held as ``[N, 784]``: the batch gather copies rows.
     - ``gather``: ``inside`` (aejax: ``x_train[idx]`` in the scan body), ``promise_in_bounds`` or
-      ``clip`` (the same gather without jnp's out-of-bounds fill), ``epoch`` (one gather of the
+      ``clip`` (the same gather without jnp's out-of-bounds fill), ``prefetch`` (the next step's
+      batch gathered during this step, carried in the scan), ``epoch`` (one gather of the
       whole permuted epoch before the scan), ``none`` (no shuffling: an upper bound, not a proposal).
     - ``xla_flags``: extra ``XLA_FLAGS`` for the process (flags that are not compile options).
     - ``flat_adam``: ``optax.flatten(adam)``: the update on one vector of all parameters.
@@ -312,6 +314,21 @@ def _proto_epoch(spec: dict, data):
     gather = opts.get("gather", "inside")
     if gather == "inside":
         fn = make_epoch_fn(train_step, batch, False)
+    elif gather == "prefetch":  # the next step's batch gathered in this step (software pipelining)
+        def epoch(state, x_train, key):
+            idx, weights = epoch_batches(key, x_train.shape[0], batch, False)
+            last = idx.shape[0] - 1
+
+            def body(carry, i):
+                state, xb = carry
+                upcoming = x_train[idx[jnp.minimum(i + 1, last)]]
+                state, metrics = train_step(state, xb, weights[i])
+                return (state, upcoming), metrics
+
+            (state, _), metrics = jax.lax.scan(body, (state, x_train[idx[0]]), jnp.arange(idx.shape[0]))
+            return state, metrics
+
+        fn = jax.jit(epoch, donate_argnums=0)
     elif gather in ("promise_in_bounds", "clip"):
         def epoch(state, x_train, key):
             idx, weights = epoch_batches(key, x_train.shape[0], batch, False)
