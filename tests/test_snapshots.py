@@ -11,8 +11,8 @@ from conftest import compose_config
 from sklearn.decomposition import PCA
 
 from aejax.analysis.figures import tile
-from aejax.analysis.snapshot import (Projection, limits_of, load_snapshots, make_snapshot_fn, select_probe,
-                                     table_columns)
+from aejax.analysis.snapshot import Projection, limits_of, make_snapshot_fn, select_probe, table_columns
+from aejax.analysis.snapshot_files import load_snapshots
 from aejax.errors import ConfigError
 from aejax.experiment import run
 from aejax.models import build_autoencoder
@@ -204,3 +204,26 @@ def test_snapshots_off_and_bad_settings(tmp_path):
         with pytest.raises(ConfigError) as e:
             compose_config(override)
         assert e.value.key == key
+
+
+def test_load_snapshots_sorts_by_step_and_names_a_file_that_does_not_match(tmp_path):
+    import numpy as np
+    import pytest
+
+    from aejax.analysis.snapshot_files import SnapshotError, snapshot_name
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    np.savez(folder / "probe.npz", x=np.zeros((3, 4)), labels=np.arange(3))
+    keys = dict(epoch=1, z=np.zeros((3, 2)), grad=np.zeros((3, 2)), loss=np.zeros(3), z_2d=np.zeros((3, 2)),
+                grad_2d=np.zeros((3, 2)), recon=np.zeros((3, 4)))
+    for step in (20, 3, 100):
+        np.savez(folder / f"{snapshot_name(step)}.npz", step=step, **keys)
+    probe, snaps = load_snapshots(tmp_path)
+    assert probe["x"].shape == (3, 4) and [int(s["step"]) for s in snaps] == [3, 20, 100]
+    np.savez(folder / f"{snapshot_name(7)}.npz", step=7, **{**keys, "z": np.zeros((5, 2))})
+    with pytest.raises(SnapshotError, match=r"step_0000007\.npz does not match .*another number of points"):
+        load_snapshots(tmp_path)
+    np.savez(folder / f"{snapshot_name(7)}.npz", step=7, **{k: v for k, v in keys.items() if k != "recon"})
+    with pytest.raises(SnapshotError, match="missing recon"):
+        load_snapshots(tmp_path)

@@ -29,35 +29,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from aejax.analysis.snapshot_files import SnapshotError, load_snapshots
+
 PROG = "aejax-explore"
 DATA_TOKEN = "__AEJAX_DATA__"  # replaced in the template by the run's JSON
-
-
-class SnapshotError(FileNotFoundError):
-    """A run directory without (usable) snapshots: says how to get them."""
-
-
-def _load(run_dir: Path) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
-    """The probe set and every snapshot, sorted by step; a ``SnapshotError`` says what is missing."""
-    if not run_dir.is_dir():
-        raise SnapshotError(f"{run_dir} is not a directory")
-    folder = run_dir / "snapshots"
-    paths = sorted(folder.glob("step_*.npz"))
-    if not (folder / "probe.npz").is_file() or not paths:
-        raise SnapshotError(f"no snapshots in {folder}: train with snapshots enabled "
-                            f"(snapshot.every=N, e.g. `aejax-train snapshot.every=1`) and pass that run's directory")
-    with np.load(folder / "probe.npz") as f:
-        probe = dict(f)
-    snaps = []
-    for path in paths:
-        with np.load(path) as f:
-            snap = dict(f)
-        missing = {"step", "epoch", "z", "grad", "loss", "z_2d", "grad_2d", "recon"} - set(snap)
-        if missing or len(snap["z"]) != len(probe["x"]):
-            raise SnapshotError(f"{path} does not match {folder / 'probe.npz'}: "
-                                f"{'missing ' + ', '.join(sorted(missing)) if missing else 'another number of points'}")
-        snaps.append(snap)
-    return probe, sorted(snaps, key=lambda s: int(s["step"]))
 
 
 def _num(a: Any, digits: int = 4) -> Any:
@@ -158,7 +133,7 @@ def _colors(num_classes: int) -> list[str]:
 
 def explorer_data(run_dir: Path) -> dict[str, Any]:
     """Everything the page shows, as one JSON-ready dict (images as PNG data URIs)."""
-    probe, snaps = _load(run_dir)
+    probe, snaps = load_snapshots(run_dir)
     x = np.asarray(probe["x"], np.float32)
     labels = np.asarray(probe["labels"]).astype(int)
     names = [str(n) for n in np.asarray(probe.get("class_names", []))]

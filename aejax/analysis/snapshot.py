@@ -146,24 +146,6 @@ def table_rows(arrays: dict[str, np.ndarray], class_names: tuple[str, ...]) -> l
                                               arrays["loss"].astype(np.float64).tolist())]
 
 
-def snapshot_name(step: int) -> str:
-    return f"step_{step:07d}"
-
-
-def load_snapshots(run_dir) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
-    """The probe set and every snapshot of a run, sorted by step."""
-    from pathlib import Path
-
-    folder = Path(run_dir) / "snapshots"
-    with np.load(folder / "probe.npz") as f:
-        probe = dict(f)
-    snaps = []
-    for path in sorted(folder.glob("step_*.npz")):
-        with np.load(path) as f:
-            snaps.append(dict(f))
-    return probe, snaps
-
-
 def limits_of(points: np.ndarray, old: Optional[np.ndarray] = None, margin: float = 0.08,
               headroom: float = 0.15) -> np.ndarray:
     """Axis limits ``[x0, x1, y0, y1]`` that hold ``points``: ``old`` when they still do (limits

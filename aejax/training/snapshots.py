@@ -25,7 +25,8 @@ from flax import nnx
 from omegaconf import DictConfig
 
 from aejax.analysis.snapshot import (Projection, interpolation_pair, limits_of, make_snapshot_fn, select_probe,
-                                     snapshot_name, table_columns, table_rows)
+                                     table_columns, table_rows)
+from aejax.analysis.snapshot_files import snapshot_name
 from aejax.data import Dataset
 from aejax.tracking import Tracker
 from aejax.tracking.media import Histogram, Html, Image, Media, Table
