@@ -1,90 +1,32 @@
-"""One job: validate the config, load the data, train, track, summarise."""
+"""One job: validate the config (once), load the data, assemble the parts, train, track, evaluate, summarise."""
 from __future__ import annotations
 
 import json
 import logging
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax import distributed
 from aejax.analysis.evaluate import evaluate, normal_classes_only
+from aejax.assemble import assemble, load_data
 from aejax.config import validate
-from aejax.data import Dataset, load_dataset
+from aejax.data import Dataset
 from aejax.errors import ConfigError
-from aejax.models import build_autoencoder, resolve_output
 from aejax.tracking import Trackers, open_trackers
 from aejax.tracking.local import write_json_atomic
-from aejax.training.epoch import steps_per_epoch
-from aejax.training.feed import memory_budget
-from aejax.training.loop import fit_seeds, seed_config
-from aejax.training.parallel import first_replica, layout
+from aejax.training.loop import fit_seeds
+from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
-from aejax.training.optim import learning_rate
-from aejax.variants import build_objective
 
 log = logging.getLogger(__name__)
-
-
-def check_against_data(cfg: DictConfig, data: Dataset) -> None:
-    """Checks that need the dataset, still before anything is compiled or written.
-
-    The model is built and the objective traced abstractly on one batch (shapes only, nothing
-    compiled), so every error a network or a term raises for its config (an unknown activation,
-    widths or patches that do not fit the data) surfaces here as a ConfigError.
-    """
-    if cfg.trainer.batch_size > data.num_train:
-        raise ConfigError("trainer.batch_size",
-                          f"{cfg.trainer.batch_size} is larger than the {data.num_train} training examples of {data.name}")
-    if cfg.trainer.num_seeds > 1 and data.train_bytes > memory_budget():
-        raise ConfigError("trainer.num_seeds", f"a seed batch keeps the training split in device memory, and the "
-                                               f"{data.train_bytes / 2**30:.1f} GiB of {data.name} do not fit its budget "
-                                               f"({memory_budget() / 2**30:.1f} GiB): run the seeds as separate jobs "
-                                               f"(seed=0,1,2 --multirun)")
-    if cfg.trainer.num_seeds > 1 and jax.process_count() > 1:
-        raise ConfigError("trainer.num_seeds", f"a seed batch runs on one device; the {jax.process_count()} processes "
-                                               "of distributed.* train one model: run the seeds as separate jobs")
-    parallel = layout(cfg.trainer.parallel)
-    if jax.process_count() > 1 and parallel.name != "sharded":
-        raise ConfigError("trainer.parallel", f"{cfg.trainer.parallel} trains on one process's devices; the "
-                                              f"{jax.process_count()} processes of distributed.* train one model over all "
-                                              "their devices with trainer.parallel=sharded (or auto)")
-    if cfg.trainer.num_seeds == 1 and cfg.trainer.batch_size % parallel.size:
-        n, fit = parallel.size, -(-cfg.trainer.batch_size // parallel.size) * parallel.size
-        raise ConfigError("trainer.batch_size", f"{cfg.trainer.batch_size} does not split evenly over the {n} "
-                                                f"devices of trainer.parallel={parallel.name}: use a multiple of {n} "
-                                                f"(e.g. trainer.batch_size={fit}) or trainer.parallel=none")
-    if cfg.variant.recon == "bce" and not data.unit_range:
-        raise ConfigError("variant.recon", f"bce needs data in [0, 1]; {data.name} is real-valued (use mse)")
-    if cfg.model.output == "sigmoid" and not data.unit_range:
-        raise ConfigError("model.output", f"a sigmoid output cannot fit {data.name}, which is real-valued (use auto or identity)")
-    corruption = cfg.variant.corruption
-    if corruption is not None and corruption.kind == "salt_pepper" and not data.unit_range:
-        raise ConfigError("variant.corruption.kind", f"salt_pepper sets values to 0 or 1; {data.name} is real-valued")
-    output = resolve_output(cfg.model.output, data.unit_range)
-    objective = build_objective(cfg.variant)
-
-    def one_step():
-        model = build_autoencoder(cfg, data.example_shape, output, jax.random.key(0))
-        x = jnp.zeros((2, *data.example_shape))
-        return objective(model, x, jnp.ones(2), jax.random.key(0), jnp.zeros((), jnp.int32))
-
-    jax.eval_shape(one_step)
-    width = int(np.prod(data.example_shape))
-    unregularized = not cfg.variant.terms and cfg.variant.corruption is None and cfg.variant.head == "deterministic"
-    if cfg.model.latent_dim >= width and unregularized:
-        log.warning("model.latent_dim=%d is as wide as the %d values of each %s example and %s has no "
-                    "regularizer or corruption: the identity is learnable, so the codes need not capture "
-                    "any structure (narrow the bottleneck, or use a sparse/denoising/contractive variant)",
-                    cfg.model.latent_dim, width, data.name, cfg.variant.name)
-    steps = steps_per_epoch(data.num_train, cfg.trainer.batch_size, cfg.trainer.drop_last)
-    learning_rate(cfg.optimizer, steps * cfg.trainer.epochs)
 
 
 IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
@@ -142,41 +84,80 @@ def seed_dir(run_dir: Path, seed: int) -> Path:
     return run_dir / f"seed_{seed}"
 
 
-def seed_runs(cfg: DictConfig, run_dir: Path) -> list[tuple[DictConfig, Path]]:
+def seed_config(cfg: DictConfig, index: int) -> DictConfig:
+    """The config of model ``index`` of a seed batch: the config of the equivalent separate run
+    (``seed + index``, ``trainer.num_seeds=1``)."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg))
+    OmegaConf.set_struct(out, OmegaConf.is_struct(cfg))
+    with open_dict(out):
+        out.seed = cfg.seed + index
+        out.trainer.num_seeds = 1
+    return out
+
+
+def seed_runs(raw: DictConfig, cfg: DictConfig, run_dir: Path) -> list[tuple[DictConfig, Path]]:
     """``(config, run directory)`` of each run: the run itself, or for ``trainer.num_seeds=n`` the
-    ``n`` runs of the seed batch, ``RUN_DIR/seed_<s>``, each with the validated config of the
-    equivalent separate run (its seed, its own W&B name) in the batch's W&B group."""
-    n = OmegaConf.select(cfg, "trainer.num_seeds", default=1)
+    ``n`` runs of the seed batch, ``RUN_DIR/seed_<s>``, each with the config of the equivalent
+    separate run (its seed, its own W&B name) in the batch's W&B group. ``cfg`` is validated once;
+    only the logger's values are resolved again per seed (a name like ``...-s${seed}``)."""
+    n = cfg.trainer.num_seeds
     if n == 1:
-        return [(validate(cfg), run_dir)]
-    from aejax.sweep import sweep_group
+        return [(cfg, run_dir)]
+    from aejax.sweep import sweep_group  # TODO(merge): from aejax.rundir
 
     out = []
     for i in range(n):
-        member = seed_config(cfg, i)
+        member, member_raw = seed_config(cfg, i), OmegaConf.create(OmegaConf.to_container(raw))
+        with open_dict(member_raw):
+            member_raw.seed = member.seed
         with open_dict(member):
+            member.logger = OmegaConf.merge(member.logger, OmegaConf.to_container(member_raw.logger, resolve=True))
             if member.logger.group is None:  # outside a multirun: the batch is the group
                 member.logger.group = sweep_group(run_dir)
             member.logger.tags = [*member.logger.tags, f"seed_batch={n}"]
-        out.append((validate(member), seed_dir(run_dir, member.seed)))
+        out.append((member, seed_dir(run_dir, member.seed)))
     return out
+
+
+@dataclass
+class Result:
+    """One trained run: ``summary`` (what summary.json holds), ``run_dir``, ``model`` (the trained
+    ``nnx.Module``; None for a run that diverged) and ``history`` (the rows of metrics.jsonl)."""
+    summary: dict[str, Any]
+    run_dir: Path
+    model: Optional[nnx.Module]
+    status: str = "finished"
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        lines = (self.run_dir / "metrics.jsonl").read_text().splitlines()  # TODO(merge): aejax.rundir
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def run(cfg: DictConfig, run_dir: Path) -> float:
     """Train the configured autoencoder(s); return the final validation loss (for sweepers; the
     mean over a seed batch; +inf when training diverged). A run stopped by SIGTERM/SIGINT saves a
     checkpoint and exits with ``EXIT_PREEMPTED``."""
-    raw, cfg = cfg, validate(cfg)
+    results = run_all(cfg, run_dir)
+    losses = [r.summary["val/loss"] if r.status == "finished" else math.inf for r in results]
+    return float(np.mean(losses)) if all(math.isfinite(v) for v in losses) else math.inf
+
+
+def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array], nnx.Module]] = None,
+            data: Optional[Dataset] = None) -> list[Result]:
+    """Train what ``raw`` configures (with ``model``: a factory ``key -> module`` instead of its
+    encoder and decoder; with ``data``: this dataset instead of its dataset); one result per run."""
+    cfg = validate(raw)  # once per job
     distributed.initialize(cfg.distributed)  # before JAX uses a device
     run_dir, resume = resume_target(cfg, distributed.shared_run_dir(Path(run_dir)))
     writer = distributed.is_writer()  # process 0 writes the run directory (with one process: this one)
     if writer:
         _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
-    data = load_dataset(cfg.dataset)
+    data = data if data is not None else load_data(cfg.dataset)
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)
-    check_against_data(cfg, data)
-    runs = seed_runs(raw, run_dir)
+    built = assemble(cfg, data, model)
+    runs = seed_runs(raw, cfg, run_dir)
     batch = BatchDir(run_dir, cfg, [d for _, d in runs]) if len(runs) > 1 else None  # one process: the writer
 
     trackers: list = []
@@ -185,7 +166,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
         for run_cfg, dir_ in runs:
             trackers.append(open_trackers(run_cfg.logger, dir_, OmegaConf.to_container(run_cfg), resume=resume,
                                           concurrent=batch is not None) if writer else Trackers([]))
-        results = fit_seeds(cfg, data, trackers, [d for _, d in runs], resume=resume)
+        results = fit_seeds(built.parts, data, trackers, [d for _, d in runs], resume=resume)
         pca = None
         for i, ((run_cfg, dir_), tracker, result) in enumerate(zip(runs, trackers, results)):
             if result.status == "diverged":
@@ -195,7 +176,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
                       f"last good checkpoint: step {result.summary['last_checkpoint_step']}; run dir: {dir_}",
                       file=sys.stderr, flush=True)
                 continue
-            if cfg.eval.enabled and writer:  # on one device, with no other process involved
+            if built.eval.enabled and writer:  # on one device, with no other process involved
                 key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
                 result.summary.update(evaluate(run_cfg, data, result.graphdef, first_replica(result.state.params),
                                                key, pca))
@@ -216,10 +197,10 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     for (run_cfg, dir_), tracker, result, status in zip(runs, trackers, results, statuses):
         if status == "finished" and writer:
             _print_summary(run_cfg, data, result.summary, dir_, tracker)
-    losses = [r.summary["val/loss"] if st == "finished" else math.inf for r, st in zip(results, statuses)]
     if batch is not None:
         print(batch.describe(), flush=True)
-    return float(np.mean(losses)) if all(math.isfinite(v) for v in losses) else math.inf
+    return [Result({**r.summary, "status": st, "run_dir": str(d)}, d, r.model if st == "finished" else None, st)
+            for r, (_, d), st in zip(results, runs, statuses)]
 
 
 class BatchDir:

@@ -167,6 +167,7 @@ def child_aejax(spec: dict, out) -> None:
     import jax
 
     from aejax.config import validate
+    from aejax.assemble import assemble
     from aejax.training.loop import fit
 
     t_imports = time.time() - t_imports
@@ -246,7 +247,7 @@ def child_aejax(spec: dict, out) -> None:
             pass
 
     tracker = HeldTracker()
-    result = fit(cfg, data, tracker)
+    result = fit(assemble(cfg, data).parts, data, tracker)
     s = result.summary
     _emit(out, done=True, compile_s=s["compile_time_s"], num_params=s["num_params"], feed=s.get("feed"),
           final_train_loss=s["train/loss"], val_loss=s["val/loss"], maxrss_mb=_maxrss_mb(),
@@ -258,8 +259,8 @@ def _bowtie_setup(spec: dict, data, flat_adam: bool = False):
     import jax
 
     from aejax.config import validate
-    from aejax.models import build_autoencoder
-    from aejax.training.optim import build_optimizer
+    from aejax.assemble import build_model
+    from aejax.assemble import build_optimizer
     from aejax.training.state import create_train_state
 
     cfg = validate(_compose(MODELS["bowtie"] + [f"trainer.batch_size={spec['batch']}", "logger.mode=disabled"]))
@@ -268,7 +269,7 @@ def _bowtie_setup(spec: dict, data, flat_adam: bool = False):
         import optax
 
         tx = optax.flatten(tx)
-    graphdef, state = create_train_state(lambda k: build_autoencoder(cfg, data.example_shape, "sigmoid", k), tx,
+    graphdef, state = create_train_state(lambda k: build_model(cfg, data.example_shape, "sigmoid", k), tx,
                                          jax.random.key(0), jax.random.key(1))
     return cfg, tx, graphdef, state
 
@@ -307,7 +308,7 @@ def _proto_epoch(spec: dict, data):
 
         Autoencoder.activate = lambda self, logits: (0.5 * jnp.tanh(0.5 * logits) + 0.5 if self.output == "sigmoid"
                                                      else logits)
-    from aejax.variants import build_objective
+    from aejax.assemble import build_objective
 
     objective = build_objective(cfg.variant)  # aejax's own objective (with the patches above)
     train_step = make_train_step(graphdef, objective, tx)

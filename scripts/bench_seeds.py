@@ -24,6 +24,7 @@ from aejax.cli import config_dir
 from aejax.config import validate
 from aejax.data import load_dataset
 from aejax.tracking.local import LocalTracker
+from aejax.assemble import assemble
 from aejax.training.loop import fit_seeds
 
 
@@ -65,7 +66,7 @@ def main() -> None:
         for n in args.seeds:
             cfg = compose_config(*overrides, f"trainer.num_seeds={n}")
             clocks = [EpochClock(LocalTracker(tmp / f"{n}-{r}-{i}", {})) for i in range(n)]
-            fit_seeds(cfg, data, clocks, [None] * n)
+            fit_seeds(assemble(cfg, data).parts, data, clocks, [None] * n)
             times = clocks[0].times
             epoch_s[n] += [b - a for a, b in zip(times, times[1:])]  # the first epoch's row ends the warm-up
             print(f"round {r}, {n} models: {statistics.median(epoch_s[n]):.3f} s per epoch so far", flush=True)

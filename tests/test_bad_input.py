@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from conftest import compose_config, offline_env, tmpfs
 
+from aejax.assemble import check_against_data
 from aejax.data import load_dataset
 from aejax.errors import ConfigError, DataError
-from aejax.experiment import check_against_data, run
+from aejax.experiment import run
 
 
 @pytest.mark.parametrize("overrides,warned", [

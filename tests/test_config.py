@@ -67,11 +67,11 @@ def test_the_bowtie_is_one_override_away():
     import jax
     from flax import nnx
 
-    from aejax.models import build_autoencoder
+    from aejax.assemble import build_model
     from aejax.training.state import count_params
 
     cfg = compose_config("encoder.hidden=[128,32]", "logger.mode=disabled")
-    model = build_autoencoder(cfg, (28, 28, 1), "sigmoid", jax.random.key(0))
+    model = build_model(cfg, (28, 28, 1), "sigmoid", jax.random.key(0))
     widths = [784, 128, 32, 2, 32, 128, 784]
     expected = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
     assert count_params(nnx.state(model, nnx.Param)) == expected == 210_130

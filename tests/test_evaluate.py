@@ -9,6 +9,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 from aejax.analysis.evaluate import evaluate, normal_classes_only
+from aejax.assemble import assemble
 from aejax.data import load_dataset
 from aejax.tracking import LocalTracker
 from aejax.training.loop import fit
@@ -20,7 +21,7 @@ def _fit(tmp_path, *overrides):
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)
     tracker = LocalTracker(tmp_path, {})
-    result = fit(cfg, data, tracker)
+    result = fit(assemble(cfg, data).parts, data, tracker)
     tracker.finish("finished")
     summary = evaluate(cfg, data, result.graphdef, result.state.params, jax.random.key(0))
     return cfg, data, nnx.merge(result.graphdef, result.state.params), result.summary, summary

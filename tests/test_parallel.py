@@ -11,12 +11,10 @@ import pytest
 from conftest import checkpoint_arrays, compose_config
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from aejax.assemble import build_model, build_objective, build_optimizer
 from aejax.data import load_dataset
-from aejax.models import build_autoencoder
-from aejax.training.optim import build_optimizer
 from aejax.training.state import create_train_state
 from aejax.training.step import make_train_step
-from aejax.variants import build_objective
 
 N = 8
 
@@ -28,7 +26,7 @@ def setup():
     cfg = compose_config("logger.mode=disabled")
     data = load_dataset(cfg.dataset)
     tx, _ = build_optimizer(cfg.optimizer, 100)
-    graphdef, state = create_train_state(lambda k: build_autoencoder(cfg, data.example_shape, "sigmoid", k),
+    graphdef, state = create_train_state(lambda k: build_model(cfg, data.example_shape, "sigmoid", k),
                                          tx, jax.random.key(0), jax.random.key(1))
     objective = build_objective(cfg.variant)
     # three batches of 128; the last has only 100 real examples, so some devices hold padding only

@@ -6,14 +6,12 @@ import pytest
 from flax import nnx
 from conftest import compose_config
 
+from aejax.assemble import build_model, build_objective, build_optimizer
 from aejax.data import load_dataset
 from aejax.errors import ConfigError
-from aejax.models import build_autoencoder
 from aejax.training.epoch import make_epoch_fn, make_eval_fn, pad_to_chunks
-from aejax.training.optim import build_optimizer
 from aejax.training.state import create_train_state
 from aejax.training.step import make_train_step
-from aejax.variants import build_objective
 
 # A bf16 run's final test loss stays within this fraction of the float32 run's (measured on
 # digits, 30 epochs, 3 seeds: within 0.9%; bf16 keeps 8 bits of mantissa in the matmuls only).
@@ -50,7 +48,7 @@ def _matmul_input_dtypes(model, x) -> set[str]:
 ])
 def test_bf16_computes_in_bf16_and_returns_float32(overrides, shape):
     cfg = compose_config(*overrides, "model.dtype=bfloat16", "logger.mode=disabled")
-    model = build_autoencoder(cfg, shape, "sigmoid", jax.random.key(0))
+    model = build_model(cfg, shape, "sigmoid", jax.random.key(0))
     x = jnp.ones((4, *shape))
     assert _matmul_input_dtypes(model, x) == {"bfloat16"}  # every matmul / convolution
     assert model.features(x).dtype == jnp.bfloat16  # an intermediate activation
@@ -65,7 +63,7 @@ def test_bf16_computes_in_bf16_and_returns_float32(overrides, shape):
 def test_float32_default_has_no_bf16_anywhere():
     cfg = compose_config("logger.mode=disabled")
     assert cfg.model.dtype == "float32"
-    model = build_autoencoder(cfg, (64,), "sigmoid", jax.random.key(0))
+    model = build_model(cfg, (64,), "sigmoid", jax.random.key(0))
     assert _matmul_input_dtypes(model, jnp.ones((4, 64))) == {"float32"}
 
 
@@ -78,7 +76,7 @@ def _train(dtype: str, epochs: int, seed: int = 0):
     cfg = compose_config(f"model.dtype={dtype}", "logger.mode=disabled")
     data = load_dataset(cfg.dataset)
     tx, _ = build_optimizer(cfg.optimizer, 1000)
-    graphdef, state = create_train_state(lambda k: build_autoencoder(cfg, data.example_shape, "sigmoid", k), tx,
+    graphdef, state = create_train_state(lambda k: build_model(cfg, data.example_shape, "sigmoid", k), tx,
                                          jax.random.key(seed), jax.random.key(1))
     initial = state
     objective = build_objective(cfg.variant)

@@ -18,7 +18,7 @@ from aejax.experiment import run
 from aejax.sweep import sweep_group
 from aejax.tracking.local import LocalTracker
 from aejax.tracking.wandb_file import read_run
-from aejax.training.loop import SeedRun, _host_segment
+from aejax.training.host import SeedRun, host_segment
 from aejax.training.rows import TrainRows
 
 # a VAE (its sampling noise comes from each run's own key), a last partial batch (1437 = 11 x 128 + 29),
@@ -123,11 +123,11 @@ def test_a_seed_batch_through_the_cli_logs_a_wandb_run_per_seed_in_one_group(tmp
 def test_a_diverged_model_stops_logging_while_the_others_go_on(tmp_path):
     cfg = validate(compose_config("trainer.num_seeds=2", "logger.mode=disabled"))
     trackers = [LocalTracker(tmp_path / f"seed_{i}", {}) for i in range(2)]
-    runs = [SeedRun(cfg, t, None, TrainRows(4, lambda s: 0.1 * np.ones_like(s, dtype=float)), None) for t in trackers]
+    runs = [SeedRun(cfg.seed, t, None, TrainRows(4, lambda s: 0.1 * np.ones_like(s, dtype=float)), None, batched=True) for t in trackers]
     good = {"loss": np.array([1.0, 0.9, 0.8, 0.7]), "count": np.full(4, 128.0)}
     bad = {"loss": np.array([1.0, 0.9, np.nan, 0.7]), "count": np.full(4, 128.0)}
-    _host_segment(runs[0], good, {"val/loss": 0.5}, 0, 4, 4, 8, 1)
-    _host_segment(runs[1], bad, {"val/loss": math.nan}, 0, 4, 4, 8, 1)
+    host_segment(runs[0], good, {"val/loss": 0.5}, 0, 4, 4, 8, 1)
+    host_segment(runs[1], bad, {"val/loss": math.nan}, 0, 4, 4, 8, 1)
     assert runs[0].diverged_at is None and runs[1].diverged_at == 3 and runs[1].stopped_at == 0
     for tracker in trackers:
         tracker.finish("finished")
@@ -172,7 +172,7 @@ def test_a_seed_batch_resumes_from_the_newest_checkpoint_all_its_runs_have(batch
 
 def test_a_seed_batch_whose_data_does_not_fit_device_memory_is_refused_before_compiling():
     from aejax.data import Dataset
-    from aejax.experiment import check_against_data
+    from aejax.assemble import check_against_data
     from aejax.training.feed import memory_budget
 
     rows = memory_budget() // (784 * 4) + 1  # one row more than fits: a broadcast view, nothing allocated

@@ -13,9 +13,9 @@ from sklearn.decomposition import PCA
 from aejax.analysis.figures import tile
 from aejax.analysis.snapshot import Projection, limits_of, make_snapshot_fn, select_probe, table_columns
 from aejax.analysis.snapshot_files import load_snapshots
+from aejax.assemble import build_model
 from aejax.errors import ConfigError
 from aejax.experiment import run
-from aejax.models import build_autoencoder
 from aejax.tracking.wandb_file import read_run
 from aejax.variants.losses import RECON_LOSSES
 from flax import nnx
@@ -26,7 +26,7 @@ TINY = ("encoder.hidden=[16]", "decoder.hidden=[16]", "trainer.batch_size=256", 
 
 def _snapshot(*overrides, x=None, shape=(8, 8, 1)):
     cfg = compose_config(*TINY, "decoder.activation=tanh", *overrides)  # smooth: no kinks for the differences
-    model = build_autoencoder(cfg, shape, "sigmoid", jax.random.key(3))
+    model = build_model(cfg, shape, "sigmoid", jax.random.key(3))
     graphdef, params = nnx.split(model)
     x = np.random.default_rng(0).random((12, *shape), dtype=np.float32) if x is None else x
     noise = jax.random.normal(jax.random.key(1), (4, cfg.model.latent_dim)) if cfg.variant.head == "gaussian" else None

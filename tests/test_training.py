@@ -11,21 +11,19 @@ from flax import nnx
 from conftest import compose_config
 from sklearn.decomposition import PCA
 
+from aejax.assemble import build_model, build_objective, build_optimizer
 from aejax.data import load_dataset
 from aejax.experiment import run
-from aejax.models import build_autoencoder
 from aejax.training.epoch import epoch_batches, make_eval_fn, pad_to_chunks, steps_per_epoch
-from aejax.training.optim import build_optimizer
 from aejax.training.state import create_train_state
 from aejax.training.step import make_train_step
-from aejax.variants import build_objective
 
 
 def _setup(*overrides):
     cfg = compose_config(*overrides, "logger.mode=disabled")
     data = load_dataset(cfg.dataset)
     tx, _ = build_optimizer(cfg.optimizer, 100)
-    graphdef, state = create_train_state(lambda k: build_autoencoder(cfg, data.example_shape, "sigmoid", k),
+    graphdef, state = create_train_state(lambda k: build_model(cfg, data.example_shape, "sigmoid", k),
                                          tx, jax.random.key(0), jax.random.key(1))
     return cfg, data, tx, graphdef, state
 

@@ -11,12 +11,11 @@ from flax import nnx
 from scipy.linalg import subspace_angles
 from sklearn.decomposition import PCA
 
+from aejax.assemble import assemble, build_model, build_objective
 from aejax.data import Dataset, load_dataset
-from aejax.models import build_autoencoder
 from aejax.tracking import LocalTracker
 from aejax.training.loop import fit
 from aejax.training.state import count_params
-from aejax.variants import build_objective
 from aejax.variants.terms import gaussian_kl, jacobian_sq_norm, jacobian_sq_norm_estimate
 
 KEY = jax.random.key(0)
@@ -24,13 +23,13 @@ KEY = jax.random.key(0)
 
 def _model(*overrides, shape=(8, 8, 1), output="sigmoid"):
     cfg = compose_config(*overrides, "logger.mode=disabled")
-    return cfg, build_autoencoder(cfg, shape, output, KEY)
+    return cfg, build_model(cfg, shape, output, KEY)
 
 
 def _train(tmp_path, data, *overrides):
     cfg = compose_config(*overrides, "logger.mode=disabled", "trainer.progress=off")
     tracker = LocalTracker(tmp_path, {})
-    result = fit(cfg, data, tracker)
+    result = fit(assemble(cfg, data).parts, data, tracker)
     tracker.finish("finished")
     return nnx.merge(result.graphdef, result.state.params), result.summary
 

@@ -12,6 +12,8 @@ All heavy work runs compiled on the device, a chunk at a time; the probes use sc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +26,23 @@ from aejax.analysis import metrics
 from aejax.data import Dataset
 from aejax.errors import ConfigError
 from aejax.variants.losses import bce, flat, mse
+
+
+@dataclass
+class AnomalyConfig:
+    normal_classes: list[int] = field(default_factory=list)  # train on these classes only
+    percentile: float = 95.0  # the detection threshold: this percentile of the training errors
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True  # test/* metrics at the end of the run (see aejax.analysis.evaluate)
+    probe: bool = True  # linear probe and kNN accuracy of the codes (needs labels)
+    knn_k: int = 5
+    probe_examples: int = 10000  # training examples whose codes fit the probes
+    iwae_samples: int = 64  # importance samples of the VAE's NLL estimate
+    iwae_examples: int = 1000  # test examples it is computed on
+    anomaly: Optional[AnomalyConfig] = None
 
 
 def normal_classes_only(data: Dataset, anomaly: DictConfig) -> Dataset:

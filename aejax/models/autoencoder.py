@@ -29,6 +29,15 @@ class Autoencoder(nnx.Module):
         self.head = head
         self.output = output
 
+    @classmethod
+    def around(cls, encoder: nnx.Module, decoder: nnx.Module, latent_dim: int, *, rngs: nnx.Rngs,
+               head: str = "deterministic", output: str = "sigmoid") -> "Autoencoder":
+        """An autoencoder around one's own networks: the encoder maps ``[B, ...]`` to
+        ``[B, encoder.features]``, the decoder ``[B, latent_dim]`` to logits shaped like the input;
+        the bottleneck (a linear map; mean and log-variance for ``head="gaussian"``) is added here."""
+        width = 2 * latent_dim if head == "gaussian" else latent_dim
+        return cls(encoder, nnx.Linear(encoder.features, width, rngs=rngs), decoder, latent_dim, head, output)
+
     def features(self, x: jax.Array) -> jax.Array:
         """The encoder's output: the last hidden activations before the bottleneck."""
         return self.encoder(x)

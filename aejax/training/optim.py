@@ -15,7 +15,9 @@ SCHEDULES = ("constant", "cosine", "linear")
 
 
 @dataclass
-class _Common:
+class OptimizerCommon:
+    """The keys every optimizer has, a built-in one or a ``_target_`` (aejax builds the schedule)."""
+
     lr: float = 1e-3
     schedule: str = "constant"  # constant | cosine | linear (decay to final_lr_fraction * lr)
     warmup_steps: int = 0  # linear warm-up from 0 before the schedule
@@ -24,7 +26,7 @@ class _Common:
 
 
 @dataclass
-class AdamConfig(_Common):
+class AdamConfig(OptimizerCommon):
     name: str = "adam"
     b1: float = 0.9
     b2: float = 0.999
@@ -38,7 +40,7 @@ class AdamWConfig(AdamConfig):
 
 
 @dataclass
-class SGDConfig(_Common):
+class SGDConfig(OptimizerCommon):
     name: str = "sgd"
     lr: float = 1e-2
     momentum: float = 0.0
@@ -76,12 +78,3 @@ def learning_rate(cfg: DictConfig, total_steps: int) -> optax.Schedule:
         return main
     warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
     return optax.join_schedules([warmup, main], [cfg.warmup_steps])
-
-
-def build_optimizer(cfg: DictConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optimizer named by ``cfg.name`` and its schedule (returned for logging ``train/lr``)."""
-    schedule = learning_rate(cfg, total_steps)
-    tx = OPTIMIZERS[cfg.name].builder(cfg, schedule)
-    if cfg.grad_clip is not None:
-        tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
-    return tx, schedule

@@ -22,9 +22,8 @@ from typing import Optional
 import jax
 import numpy as np
 from flax import nnx
-from omegaconf import DictConfig
 
-from aejax.analysis.snapshot import (Projection, interpolation_pair, limits_of, make_snapshot_fn, select_probe,
+from aejax.analysis.snapshot import (Projection, SnapshotConfig, interpolation_pair, limits_of, make_snapshot_fn, select_probe,
                                      table_columns, table_rows)
 from aejax.analysis.snapshot_files import snapshot_name
 from aejax.data import Dataset
@@ -44,19 +43,20 @@ def _prior_noise(seed: int, samples: int, latent_dim: int) -> jax.Array:
 class SnapshotRecorder:
     """The host's side of one run's snapshots: its probe set, files, figures and logging."""
 
-    def __init__(self, cfg: DictConfig, data: Dataset, run_dir: Path, tracker: Tracker):
-        sc = self.cfg = cfg.snapshot
-        self.tracker, self.variant = tracker, cfg.variant.name
-        self.latent_dim = cfg.model.latent_dim
+    def __init__(self, settings: SnapshotConfig, data: Dataset, run_dir: Path, tracker: Tracker, *, seed: int,
+                 label: str, model: nnx.Module):
+        sc = self.cfg = settings
+        self.tracker, self.variant = tracker, label
+        self.latent_dim = model.latent_dim
         self.folder, self.media = Path(run_dir) / "snapshots", Path(run_dir) / "media"
         self.run_dir = Path(run_dir)
-        index = select_probe(data.y_test, sc.probe_size, cfg.seed)
+        index = select_probe(data.y_test, sc.probe_size, seed)
         self.x, self.labels = data.x_test[index], data.y_test[index].astype(np.int32)
         self.class_names, self.image = data.class_names, len(data.example_shape) == 3
         self.pair = interpolation_pair(self.labels)
         noise = None
-        if cfg.variant.head == "gaussian":
-            noise = np.asarray(_prior_noise(cfg.seed, sc.samples, self.latent_dim))
+        if getattr(model, "head", None) == "gaussian":
+            noise = np.asarray(_prior_noise(seed, sc.samples, self.latent_dim))
         self.args = (self.x, noise, self.pair)  # the snapshot program's inputs besides the parameters
         self.folder.mkdir(parents=True, exist_ok=True)
         np.savez(self.folder / "probe.npz", x=self.x, labels=self.labels, index=index.astype(np.int64),

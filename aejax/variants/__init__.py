@@ -1,6 +1,6 @@
 """Variants: training objectives composed from terms (corruption, reconstruction, regularizers)."""
 from aejax.variants.losses import RECON_LOSSES, bce, mse
-from aejax.variants.objective import Objective, build_objective
+from aejax.variants.objective import Objective
 from aejax.variants.terms import TERMS
 
-__all__ = ["Objective", "RECON_LOSSES", "TERMS", "bce", "build_objective", "mse"]
+__all__ = ["Objective", "RECON_LOSSES", "TERMS", "bce", "mse"]

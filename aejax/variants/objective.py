@@ -24,14 +24,14 @@ from omegaconf import DictConfig
 from aejax.models import Autoencoder
 from aejax.variants.corruption import corrupt
 from aejax.variants.losses import RECON_LOSSES, mse
-from aejax.variants.terms import TERMS, Forward, weight_at
+from aejax.variants.terms import Forward, TermFn, weight_at
 
 
 @dataclass(frozen=True)
 class Objective:
     recon: str = "mse"
     corruption: Optional[DictConfig] = None
-    terms: tuple[tuple[str, DictConfig], ...] = ()
+    terms: tuple[tuple[str, TermFn, DictConfig], ...] = ()  # (name, term, its settings with `weight`)
 
     def __call__(self, model: Autoencoder, x: jax.Array, w: jax.Array, rng: jax.Array,
                  step: Optional[jax.Array] = None) -> dict[str, jax.Array]:
@@ -45,15 +45,10 @@ class Objective:
 
         out, total = {"recon": recon}, recon
         f = Forward(model, x, x_in, w, features, mean, logvar)
-        for i, (name, cfg) in enumerate(self.terms):
-            out[name] = TERMS[name].builder(f, cfg, jax.random.fold_in(term_rng, i), training)
+        for i, (name, term, cfg) in enumerate(self.terms):
+            out[name] = term(f, cfg, jax.random.fold_in(term_rng, i), training)
             total = total + weight_at(cfg, step) * out[name]
         if not training:
             out["mse"] = mse(x, model.decode_logits(model.encode(x)), model.activate)
         out["loss"] = total
         return out
-
-
-def build_objective(cfg: DictConfig) -> Objective:
-    """The objective of a validated ``variant`` config group."""
-    return Objective(recon=cfg.recon, corruption=cfg.corruption, terms=tuple(cfg.terms.items()))

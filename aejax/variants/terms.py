@@ -45,6 +45,13 @@ TERMS: Registry[TermFn] = Registry("term")
 
 
 @dataclass
+class TargetTermConfig:
+    """The keys aejax reads from a term of one's own (``variant.terms.<name>._target_``)."""
+    weight: float = 1.0
+    anneal_steps: int = 0  # ramp the weight linearly from 0 over this many steps (0: no annealing)
+
+
+@dataclass
 class L1Config:
     weight: float = 1e-3
 
