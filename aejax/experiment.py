@@ -1,12 +1,10 @@
 """One job: validate the config, load the data, train, track, summarise."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +17,8 @@ from aejax.config import validate
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
 from aejax.models import build_autoencoder, resolve_output
+from aejax.rundir import CHECKPOINTS, SEED_PREFIX, BatchDir, flatten, read_config, seed_dir, sweep_group
 from aejax.tracking import Trackers, open_trackers
-from aejax.tracking.local import write_json_atomic
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.feed import memory_budget
 from aejax.training.loop import fit_seeds, seed_config
@@ -104,13 +102,15 @@ def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
     target = run_dir if setting is True else Path(str(setting)).expanduser()
     n = cfg.trainer.num_seeds
     runs = [target] if n == 1 else [seed_dir(target, cfg.seed + i) for i in range(n)]
-    if not any(p.name.isdigit() for run in runs for p in (run / "checkpoints").glob("*")):
+    if not any(p.name.isdigit() for run in runs for p in (run / CHECKPOINTS).glob("*")):
         hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
                 if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
-        where = target / "checkpoints" if n == 1 else target / "seed_*" / "checkpoints"
+        where = target / CHECKPOINTS if n == 1 else target / f"{SEED_PREFIX}*" / CHECKPOINTS
         raise ConfigError("trainer.resume", f"no checkpoint to resume from in {where}: {hint}")
-    saved = OmegaConf.load(target / "config.yaml")
-    differ = [key for key in _leaf_keys(OmegaConf.to_container(cfg)) | _leaf_keys(OmegaConf.to_container(saved))
+    saved = read_config(target)
+    if saved is None:
+        raise ConfigError("trainer.resume", f"{target} has no readable config.yaml to compare this config with")
+    differ = [key for key in set(flatten(OmegaConf.to_container(cfg))) | set(flatten(OmegaConf.to_container(saved)))
               if key not in IGNORED_ON_RESUME and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
     if differ:
         shown = ", ".join(f"{k}={OmegaConf.select(cfg, k)!r} (was {OmegaConf.select(saved, k)!r})" for k in sorted(differ)[:5])
@@ -131,17 +131,6 @@ def _check_writable(run_dir: Path, key: str) -> None:
                                "pick a writable one with hydra.run.dir=...") from None
 
 
-def _leaf_keys(node: Any, prefix: str = "") -> set[str]:
-    if isinstance(node, dict):
-        return set().union(*(_leaf_keys(v, f"{prefix}{k}.") for k, v in node.items())) if node else {prefix[:-1]}
-    return {prefix[:-1]}
-
-
-def seed_dir(run_dir: Path, seed: int) -> Path:
-    """The directory of a seed batch's run with ``seed``."""
-    return run_dir / f"seed_{seed}"
-
-
 def seed_runs(cfg: DictConfig, run_dir: Path) -> list[tuple[DictConfig, Path]]:
     """``(config, run directory)`` of each run: the run itself, or for ``trainer.num_seeds=n`` the
     ``n`` runs of the seed batch, ``RUN_DIR/seed_<s>``, each with the validated config of the
@@ -149,8 +138,6 @@ def seed_runs(cfg: DictConfig, run_dir: Path) -> list[tuple[DictConfig, Path]]:
     n = OmegaConf.select(cfg, "trainer.num_seeds", default=1)
     if n == 1:
         return [(validate(cfg), run_dir)]
-    from aejax.sweep import sweep_group
-
     out = []
     for i in range(n):
         member = seed_config(cfg, i)
@@ -220,38 +207,6 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
     if batch is not None:
         print(batch.describe(), flush=True)
     return float(np.mean(losses)) if all(math.isfinite(v) for v in losses) else math.inf
-
-
-class BatchDir:
-    """The directory of a seed batch: its ``config.yaml`` (with ``trainer.num_seeds``) and a
-    ``summary.json`` naming the runs (``runs``) with the mean and spread of their final metrics."""
-
-    def __init__(self, run_dir: Path, cfg: DictConfig, runs: list[Path]):
-        self.run_dir, self.runs = run_dir, runs
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        self.summary: dict[str, Any] = {"status": "running", "num_seeds": len(runs),
-                                        "runs": [str(p.relative_to(run_dir)) for p in runs]}
-        write_json_atomic(run_dir / "summary.json", self.summary)
-
-    def finish(self, statuses: list[str]) -> None:
-        self.summary["statuses"] = statuses
-        worst = [s for s in ("preempted", "failed", "diverged") if s in statuses]
-        self.summary["status"] = worst[0] if worst else "finished"
-        finals = [json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else {}
-                  for p in self.runs]
-        for key in ("val/loss", "train/loss", "test/mse", "test/probe_accuracy", "test/knn_accuracy"):
-            values = [f[key] for f, st in zip(finals, statuses) if st == "finished" and key in f]
-            if values:
-                self.summary[f"{key}_mean"] = float(np.mean(values))
-                self.summary[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        write_json_atomic(self.run_dir / "summary.json", self.summary)
-
-    def describe(self) -> str:
-        s = self.summary
-        if "val/loss_mean" not in s:
-            return f"aejax: seed batch of {s['num_seeds']} in {self.run_dir}: {s['status']}"
-        return (f"aejax: seed batch of {s['num_seeds']} ({', '.join(s['runs'])}): val/loss "
-                f"{s['val/loss_mean']:.5f} ± {s['val/loss_std']:.5f} (mean ± std over seeds); {s['status']}")
 
 
 def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, trackers) -> None:
