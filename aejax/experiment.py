@@ -1,7 +1,6 @@
 """One job: validate the config (once), load the data, assemble the parts, train, track, evaluate, summarise."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -20,8 +19,8 @@ from aejax.assemble import assemble, load_data
 from aejax.config import validate
 from aejax.data import Dataset
 from aejax.errors import ConfigError
+from aejax.rundir import CHECKPOINTS, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics, seed_dir, sweep_group
 from aejax.tracking import Trackers, open_trackers
-from aejax.tracking.local import write_json_atomic
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
@@ -46,13 +45,15 @@ def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
     target = run_dir if setting is True else Path(str(setting)).expanduser()
     n = cfg.trainer.num_seeds
     runs = [target] if n == 1 else [seed_dir(target, cfg.seed + i) for i in range(n)]
-    if not any(p.name.isdigit() for run in runs for p in (run / "checkpoints").glob("*")):
+    if not any(p.name.isdigit() for run in runs for p in (run / CHECKPOINTS).glob("*")):
         hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
                 if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
-        where = target / "checkpoints" if n == 1 else target / "seed_*" / "checkpoints"
+        where = target / CHECKPOINTS if n == 1 else target / f"{SEED_PREFIX}*" / CHECKPOINTS
         raise ConfigError("trainer.resume", f"no checkpoint to resume from in {where}: {hint}")
-    saved = OmegaConf.load(target / "config.yaml")
-    differ = [key for key in _leaf_keys(OmegaConf.to_container(cfg)) | _leaf_keys(OmegaConf.to_container(saved))
+    saved = read_config(target)
+    if saved is None:
+        raise ConfigError("trainer.resume", f"{target} has no readable config.yaml to compare this config with")
+    differ = [key for key in set(flatten(OmegaConf.to_container(cfg))) | set(flatten(OmegaConf.to_container(saved)))
               if key not in IGNORED_ON_RESUME and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
     if differ:
         shown = ", ".join(f"{k}={OmegaConf.select(cfg, k)!r} (was {OmegaConf.select(saved, k)!r})" for k in sorted(differ)[:5])
@@ -71,17 +72,6 @@ def _check_writable(run_dir: Path, key: str) -> None:
     except OSError as e:
         raise ConfigError(key, f"cannot write to the run directory {run_dir} ({e.strerror or e}); "
                                "pick a writable one with hydra.run.dir=...") from None
-
-
-def _leaf_keys(node: Any, prefix: str = "") -> set[str]:
-    if isinstance(node, dict):
-        return set().union(*(_leaf_keys(v, f"{prefix}{k}.") for k, v in node.items())) if node else {prefix[:-1]}
-    return {prefix[:-1]}
-
-
-def seed_dir(run_dir: Path, seed: int) -> Path:
-    """The directory of a seed batch's run with ``seed``."""
-    return run_dir / f"seed_{seed}"
 
 
 def seed_config(cfg: DictConfig, index: int) -> DictConfig:
@@ -103,8 +93,6 @@ def seed_runs(raw: DictConfig, cfg: DictConfig, run_dir: Path) -> list[tuple[Dic
     n = cfg.trainer.num_seeds
     if n == 1:
         return [(cfg, run_dir)]
-    from aejax.sweep import sweep_group  # TODO(merge): from aejax.rundir
-
     out = []
     for i in range(n):
         member, member_raw = seed_config(cfg, i), OmegaConf.create(OmegaConf.to_container(raw))
@@ -130,8 +118,7 @@ class Result:
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        lines = (self.run_dir / "metrics.jsonl").read_text().splitlines()  # TODO(merge): aejax.rundir
-        return [json.loads(line) for line in lines if line.strip()]
+        return read_metrics(self.run_dir)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> float:
@@ -201,38 +188,6 @@ def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array]
         print(batch.describe(), flush=True)
     return [Result({**r.summary, "status": st, "run_dir": str(d)}, d, r.model if st == "finished" else None, st)
             for r, (_, d), st in zip(results, runs, statuses)]
-
-
-class BatchDir:
-    """The directory of a seed batch: its ``config.yaml`` (with ``trainer.num_seeds``) and a
-    ``summary.json`` naming the runs (``runs``) with the mean and spread of their final metrics."""
-
-    def __init__(self, run_dir: Path, cfg: DictConfig, runs: list[Path]):
-        self.run_dir, self.runs = run_dir, runs
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        self.summary: dict[str, Any] = {"status": "running", "num_seeds": len(runs),
-                                        "runs": [str(p.relative_to(run_dir)) for p in runs]}
-        write_json_atomic(run_dir / "summary.json", self.summary)
-
-    def finish(self, statuses: list[str]) -> None:
-        self.summary["statuses"] = statuses
-        worst = [s for s in ("preempted", "failed", "diverged") if s in statuses]
-        self.summary["status"] = worst[0] if worst else "finished"
-        finals = [json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else {}
-                  for p in self.runs]
-        for key in ("val/loss", "train/loss", "test/mse", "test/probe_accuracy", "test/knn_accuracy"):
-            values = [f[key] for f, st in zip(finals, statuses) if st == "finished" and key in f]
-            if values:
-                self.summary[f"{key}_mean"] = float(np.mean(values))
-                self.summary[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        write_json_atomic(self.run_dir / "summary.json", self.summary)
-
-    def describe(self) -> str:
-        s = self.summary
-        if "val/loss_mean" not in s:
-            return f"aejax: seed batch of {s['num_seeds']} in {self.run_dir}: {s['status']}"
-        return (f"aejax: seed batch of {s['num_seeds']} ({', '.join(s['runs'])}): val/loss "
-                f"{s['val/loss_mean']:.5f} ± {s['val/loss_std']:.5f} (mean ± std over seeds); {s['status']}")
 
 
 def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, trackers) -> None:

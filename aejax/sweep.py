@@ -5,11 +5,10 @@ Two halves, because a launcher may run jobs in other processes (joblib) or on ot
 (submitit): ``SweepCallback`` runs in the launching process at the start and end of the multirun
 (registered in ``conf/config.yaml`` under ``hydra.callbacks``), the job side is called by the CLI in
 each job. They share only files: ``sweep.json`` in the sweep directory, and each job's
-``summary.json``.
+``summary.json`` (both read and written through ``aejax.rundir``).
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -21,22 +20,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from aejax import rundir
 from aejax.errors import ConfigError, DataError, RunError
-from aejax.tracking.local import write_json_atomic
+from aejax.rundir import FINISHED, SWEEP_FILE, sweep_group  # sweep_group: also imported from here
 
-SWEEP_FILE = "sweep.json"
 # What the default run name (logger.name) already says; other varied keys are appended to it.
 NAMED_KEYS = {"variant", "variant.name", "model.latent_dim", "seed"}
 DEFAULT_NAME = "${variant.name}-z${model.latent_dim}-s${seed}"
 MAX_TAG = 64  # W&B's limit on a tag's length
-FINISHED = "finished"
-
-
-def sweep_group(sweep_dir: str | Path) -> str:
-    """The W&B group of a sweep's jobs: the sweep directory's last two parts
-    (``multirun/2026-11-21/17-40-22`` -> ``2026-11-21/17-40-22``)."""
-    parts = Path(sweep_dir).resolve().parts
-    return "/".join(parts[-2:])[-128:]
 
 
 def _key(key: str) -> str:
@@ -63,8 +54,7 @@ def varied_keys(config: DictConfig) -> list[str]:
 
 def label_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     """Give a multirun job its W&B group, name and tags (unless the user set them)."""
-    sweep_file = Path(hydra_cfg.sweep.dir) / SWEEP_FILE
-    varied = json.loads(sweep_file.read_text()).get("varied", []) if sweep_file.is_file() else []
+    varied = rundir.read_json(Path(hydra_cfg.sweep.dir) / SWEEP_FILE).get("varied", [])
     parser = OverridesParser.create()
     values = {_key(o.get_key_element()): o.get_value_element_as_str()
               for o in parser.parse_overrides(list(hydra_cfg.overrides.task))}
@@ -83,20 +73,15 @@ def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None
     """Mark the job failed in its ``summary.json`` (with the error), writing a ``config.yaml``
     if the job failed before its run directory had one (an invalid combination, missing data)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = run_dir / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, ValueError):
-        summary = {}
+    summary = rundir.read_summary(run_dir)
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    summary.update(status="failed", error=f"{type(error).__name__}: {message}"[:500])
-    write_json_atomic(summary_path, summary)
-    if not (run_dir / "config.yaml").exists():
+    summary.update(status=rundir.FAILED, error=f"{type(error).__name__}: {message}"[:500])
+    rundir.write_summary(run_dir, summary)
+    if not (run_dir / rundir.CONFIG).exists():
         try:
-            text = OmegaConf.to_yaml(cfg, resolve=True)
+            rundir.write_config(run_dir, cfg, resolve=True)
         except Exception:  # the failure may be an interpolation that does not resolve
-            text = OmegaConf.to_yaml(cfg)
-        (run_dir / "config.yaml").write_text(text)
+            rundir.write_config(run_dir, cfg)
 
 
 def run_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Optional[float]:
@@ -122,29 +107,10 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Optional[f
             traceback.print_exc()
         print(f"aejax: job {hydra_cfg.job.num} failed ({run_dir}); the sweep goes on", file=sys.stderr, flush=True)
         return None
-    status = _status(run_dir)
+    status = rundir.run_status(run_dir)
     if status != FINISHED or value is None or not math.isfinite(value):
         return None
     return float(value)
-
-
-def _status(run_dir: Path) -> str:
-    try:
-        return str(json.loads((run_dir / "summary.json").read_text()).get("status", "unknown"))
-    except (OSError, ValueError):
-        return "missing"
-
-
-def sweep_jobs(sweep_dir: Path, since: float = 0.0) -> list[Path]:
-    """Job directories under ``sweep_dir`` (those with Hydra's ``.hydra/`` or a ``summary.json``)
-    touched at or after ``since``; the runs of a seed batch count as their job."""
-    found = set()
-    for marker in (*sweep_dir.rglob(".hydra/overrides.yaml"), *sweep_dir.rglob("summary.json")):
-        job = marker.parent.parent if marker.name == "overrides.yaml" else marker.parent
-        if marker.stat().st_mtime >= since:
-            found.add(job)
-    found = {job for job in found if not any(parent in found for parent in job.parents)}  # a seed batch's runs
-    return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in p.relative_to(sweep_dir).parts])
 
 
 class SweepCallback(Callback):
@@ -158,23 +124,20 @@ class SweepCallback(Callback):
         self.started = time.time() - 1.0  # coarse file-system clocks
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(sweep_dir / SWEEP_FILE, {"varied": varied_keys(config), "group": sweep_group(sweep_dir),
+        rundir.write_json_atomic(sweep_dir / SWEEP_FILE, {"varied": varied_keys(config), "group": sweep_group(sweep_dir),
                                                    "overrides": list(config.hydra.overrides.task)})
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = sweep_jobs(sweep_dir, self.started)
-        failed = [(job, _status(job)) for job in jobs if _status(job) != FINISHED]
+        jobs = rundir.find_runs(sweep_dir, jobs=True, since=self.started)  # a seed batch is one job
+        failed = [(job, status) for job in jobs if (status := rundir.run_status(job)) != FINISHED]
         if not failed:
             print(f"aejax: {len(jobs)} jobs finished in {sweep_dir}; compare them with `aejax-report {sweep_dir}`",
                   file=sys.stderr, flush=True)
             return
         lines = [f"aejax: {len(failed)} of {len(jobs)} jobs did not finish in {sweep_dir}:"]
         for job, status in failed:
-            try:
-                summary = json.loads((job / "summary.json").read_text())
-            except (OSError, ValueError):
-                summary = {}
+            summary = rundir.read_summary(job)
             error = summary.get("error") or (f"NaN/Inf loss at step {summary['diverged_at_step']}"
                                              if "diverged_at_step" in summary else "")
             lines.append(f"  {job.relative_to(sweep_dir)}: {status}" + (f" ({error})" if error else ""))

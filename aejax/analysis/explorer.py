@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from aejax import rundir
 from aejax.analysis.snapshot_files import SnapshotError, load_snapshots
 
 PROG = "aejax-explore"
@@ -94,11 +95,10 @@ def _header(run_dir: Path, k: int) -> dict[str, Any]:
     """Variant, dataset and seed from ``config.yaml``, ``None`` for what it does not say."""
     header: dict[str, Any] = {"run": run_dir.resolve().name, "variant": None, "dataset": None, "seed": None,
                               "latent_dim": k}
-    path = run_dir / "config.yaml"
-    if path.is_file():
+    cfg = rundir.read_config(run_dir)
+    if cfg is not None:
         from omegaconf import OmegaConf
 
-        cfg = OmegaConf.load(path)
         for name, key in (("variant", "variant.name"), ("dataset", "dataset.name"), ("seed", "seed"),
                           ("latent_dim", "model.latent_dim")):
             value = OmegaConf.select(cfg, key, default=None)
@@ -109,14 +109,9 @@ def _header(run_dir: Path, k: int) -> dict[str, Any]:
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
     """``[{step, train, val}]`` from ``metrics.jsonl``: the rows that have a step and a loss."""
-    path = run_dir / "metrics.jsonl"
     rows = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a run killed mid-write leaves a partial last line
-            continue
-        if isinstance(row, dict) and "step" in row and ("train/loss" in row or "val/loss" in row):
+    for row in rundir.read_metrics(run_dir):
+        if "step" in row and ("train/loss" in row or "val/loss" in row):
             rows.append({"step": row["step"], "train": _num(row.get("train/loss", math.nan)),
                          "val": _num(row.get("val/loss", math.nan))})
     return rows

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aejax.rundir import SNAPSHOTS
+
 
 def snapshot_name(step: int) -> str:
     return f"step_{step:07d}"
@@ -27,7 +29,7 @@ def load_snapshots(run_dir) -> tuple[dict[str, np.ndarray], list[dict[str, np.nd
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SnapshotError(f"{run_dir} is not a directory")
-    folder = run_dir / "snapshots"
+    folder = run_dir / SNAPSHOTS
     paths = sorted(folder.glob("step_*.npz"))
     if not (folder / "probe.npz").is_file() or not paths:
         raise SnapshotError(f"no snapshots in {folder}: train with snapshots enabled "

@@ -28,20 +28,17 @@ timeout before TFDS's downloader (which retries with back-off for minutes) is ca
 
 Records keep the order of the IDX files (``disable_shuffling``): record ``i`` of a split is
 example ``i`` of the upstream file.
+
+The files' names, checksums and sources, and the IDX parser, are in ``aejax.data.mnist_files``;
+this module holds the TFDS builders and the public API (``prepare``, ``data_sources``, ...).
 """
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import logging
 import os
 import shutil
-import threading
-import urllib.error
 import urllib.parse
-import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,95 +47,14 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import registered as _tfds_registered
 
-from aejax.errors import ConfigError, DataError
+from aejax.data.mnist_files import (  # noqa: F401  (the raw files' facts, also imported from here)
+    ALL_FILES, CHECKSUMS, CLASS_NAMES, DEFAULT_BASE_URLS, DESCRIPTIONS, FAMILY, FILES, IMAGE_SHAPE, KNOWN_SOURCE_DIRS,
+    NUM_CLASSES, NUM_EXAMPLES, PROBE_TIMEOUT_S, check_name, class_names, file_urls, how_to_fix, local_dir, parse_idx,
+    probe_server, read_gz, tfds_name, verify)
+from aejax.errors import DataError
 
-FAMILY: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist")
 SPLITS: tuple[str, ...] = ("train", "test")
 VERSION = "1.0.0"
-IMAGE_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
-NUM_EXAMPLES = {"train": 60000, "test": 10000}
-
-# (images, labels) per split: the upstream names, shared by all three datasets.
-FILES: dict[str, tuple[str, str]] = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-ALL_FILES: tuple[str, ...] = tuple(f for pair in FILES.values() for f in pair)
-
-# Integrity table: (kind, SHA-256 hex digest) per file.
-#   "raw": the digest of the DECOMPRESSED IDX content. Preferred: a re-compressed copy (such as
-#          Debian's, whose gzip headers differ from upstream's) still matches.
-#   "gz":  the digest of the .gz file exactly as upstream publishes it. Used where no
-#          trustworthy digest of the decompressed content was found; a re-compressed copy of
-#          such a file fails the check even when its content is intact.
-# Sources:
-#   fashion_mnist (raw): computed here from Debian's dataset-fashion-mnist files; the same four
-#       digests are published in independent public code (GitHub) that derived them from
-#       archives matching Zalando's published MD5s.
-#   mnist (raw): the same four digests appear in two independent public GitHub projects, one
-#       hashing the raw files from Kaggle's MNIST copy and one hashing the gunzipped files of
-#       the ossci-datasets mirror. (The .gz digests, per TFDS's url_checksums/mnist.txt:
-#       train-images 440fcabf..., train-labels 3552534a..., t10k-images 8d422c7b...,
-#       t10k-labels f7ae60f9...)
-#   kmnist (gz): TFDS 4.9.10's tensorflow_datasets/url_checksums/kmnist.txt, corroborated by
-#       torchvision-ruby's KMNIST resources list.
-CHECKSUMS: dict[str, dict[str, tuple[str, str]]] = {
-    "fashion_mnist": {
-        "train-images-idx3-ubyte.gz": ("raw", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-        "train-labels-idx1-ubyte.gz": ("raw", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-        "t10k-images-idx3-ubyte.gz": ("raw", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-        "t10k-labels-idx1-ubyte.gz": ("raw", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
-    },
-    "mnist": {
-        "train-images-idx3-ubyte.gz": ("raw", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-        "train-labels-idx1-ubyte.gz": ("raw", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-        "t10k-images-idx3-ubyte.gz": ("raw", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-        "t10k-labels-idx1-ubyte.gz": ("raw", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
-    },
-    "kmnist": {
-        "train-images-idx3-ubyte.gz": ("gz", "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4"),
-        "train-labels-idx1-ubyte.gz": ("gz", "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17"),
-        "t10k-images-idx3-ubyte.gz": ("gz", "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5"),
-        "t10k-labels-idx1-ubyte.gz": ("gz", "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c"),
-    },
-}
-
-# The mirrors TFDS's own builders download from (tensorflow_datasets/image_classification/mnist.py).
-DEFAULT_BASE_URLS: dict[str, str] = {
-    "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "kmnist": "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
-}
-
-# Directories that hold the raw files on some systems, used when they exist.
-KNOWN_SOURCE_DIRS: dict[str, tuple[str, ...]] = {
-    "mnist": (),
-    "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),  # Debian: dataset-fashion-mnist
-    "kmnist": (),
-}
-
-_CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(d) for d in range(10)),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-}
-
-_DESCRIPTIONS = {
-    "mnist": ("The MNIST database of handwritten digits: 28x28 grayscale, 60,000 train and "
-              "10,000 test images in 10 classes.", "http://yann.lecun.com/exdb/mnist/"),
-    "fashion_mnist": ("Fashion-MNIST: Zalando's article images, 28x28 grayscale, 60,000 train "
-                      "and 10,000 test images in 10 classes.",
-                      "https://github.com/zalandoresearch/fashion-mnist"),
-    "kmnist": ("Kuzushiji-MNIST: cursive Japanese (hiragana) characters, 28x28 grayscale, "
-               "60,000 train and 10,000 test images in 10 classes.",
-               "http://codh.rois.ac.jp/kmnist/index.html.en"),
-}
-
-# Seconds to wait for the download server to answer before giving up (no TFDS retries).
-PROBE_TIMEOUT_S = 5.0
-
 
 
 class _QuietUnprepared(logging.Filter):
@@ -150,150 +66,6 @@ class _QuietUnprepared(logging.Filter):
 
 logging.getLogger("absl").addFilter(_QuietUnprepared())
 
-_IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
-_IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension
-
-
-def _check_name(name: str) -> str:
-    if name not in FAMILY:
-        raise ConfigError("dataset.name", f"unknown dataset {name!r}; expected one of {', '.join(FAMILY)}")
-    return name
-
-
-def class_names(name: str) -> tuple[str, ...]:
-    """The 10 class names of ``name``, indexed by label."""
-    return _CLASS_NAMES[_check_name(name)]
-
-
-def tfds_name(name: str) -> str:
-    """The TFDS builder name of ``name`` (``aejax_<name>``), also its folder in ``data_dir``."""
-    return f"aejax_{_check_name(name)}"
-
-
-def _how_to_fix(name: str) -> str:
-    files = ", ".join(ALL_FILES)
-    return (f"Put the four IDX files ({files}) in a directory DIR and pass dataset.source_dir=DIR, "
-            f"or prepare ahead of time: aejax-data prepare {name} --source-dir DIR "
-            f"(or aejax-data prepare {name} on a machine that can reach {DEFAULT_BASE_URLS[name]}).")
-
-
-# ----------------------------------------------------------------------------------------------
-# IDX parsing and integrity
-
-
-def _read_gz(path: Path, name: str, origin: str) -> tuple[bytes, bytes]:
-    """(the .gz bytes, the decompressed bytes) of ``path``; a DataError when it is no gzip."""
-    try:
-        packed = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{name}: cannot read {path.name} ({origin}): {e}. {_how_to_fix(name)}") from e
-    try:
-        return packed, gzip.decompress(packed)
-    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        raise DataError(
-            f"{name}: {path.name} ({origin}) is not a valid gzip file ({e}). "
-            f"{_how_to_fix(name)}") from e
-
-
-def _verify(name: str, fname: str, packed: bytes, raw: bytes, origin: str, downloaded: bool) -> None:
-    kind, expected = CHECKSUMS[name][fname]
-    actual = hashlib.sha256(raw if kind == "raw" else packed).hexdigest()
-    if actual == expected:
-        return
-    what = "its decompressed content" if kind == "raw" else "the .gz file (as published upstream)"
-    if downloaded:
-        todo = (f"The download was deleted: run again to fetch it anew (aejax-data prepare {name}), or put "
-                f"intact copies of the four files in a directory DIR and pass dataset.source_dir=DIR "
-                f"(aejax-data prepare {name} --source-dir DIR).")
-    else:
-        todo = (f"Replace it with an intact copy (upstream: {DEFAULT_BASE_URLS[name]}{fname}) and run "
-                f"again (aejax-data prepare {name} --source-dir DIR), or let it download "
-                f"(aejax-data prepare {name} without --source-dir).")
-    if kind == "gz":
-        todo += " Only the published .gz file itself passes: a re-compressed copy does not."
-    raise DataError(f"{name}: {fname} ({origin}) failed its integrity check: the SHA-256 of {what} is "
-                    f"{actual}, expected {expected}. The file is corrupt, truncated or not the official "
-                    f"release. {todo}")
-
-
-def parse_idx(raw: bytes, *, images: bool, count: int, what: str = "IDX file") -> np.ndarray:
-    """The uint8 array in an IDX file: (count, 28, 28) images or (count,) labels.
-
-    Checks the magic number, the dimensions and that the payload has exactly the announced size.
-    """
-    header = 16 if images else 8
-    if len(raw) < header:
-        raise DataError(f"{what}: {len(raw)} bytes, too short for an IDX header")
-    dims = np.frombuffer(raw, dtype=">u4", count=header // 4)
-    magic, n = int(dims[0]), int(dims[1])
-    want_magic = _IDX_IMAGES_MAGIC if images else _IDX_LABELS_MAGIC
-    if magic != want_magic:
-        raise DataError(f"{what}: magic number {magic}, expected {want_magic} "
-                        f"({'images' if images else 'labels'} file)")
-    if n != count:
-        raise DataError(f"{what}: {n} items, expected {count}")
-    shape = (n, int(dims[2]), int(dims[3])) if images else (n,)
-    if images and shape[1:] != IMAGE_SHAPE[:2]:
-        raise DataError(f"{what}: images of {shape[1]}x{shape[2]}, expected 28x28")
-    size = int(np.prod(shape))
-    if len(raw) != header + size:
-        raise DataError(f"{what}: {len(raw) - header} bytes of data, expected {size}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
-# ----------------------------------------------------------------------------------------------
-# Where the files come from
-
-
-def _local_dir(name: str, source_dir: str | os.PathLike | None, base_url: str | None = None) -> Path | None:
-    """The directory to read the raw files from, or None to download them.
-
-    ``source_dir`` wins; otherwise a known directory (``KNOWN_SOURCE_DIRS``) is used when it
-    holds all four files, unless a ``base_url`` was given explicitly (then we download).
-    """
-    if source_dir is not None:
-        path = Path(source_dir).expanduser()
-        missing = [f for f in ALL_FILES if not (path / f).is_file()]
-        if missing:
-            raise DataError(
-                f"{name}: dataset.source_dir={path} lacks {', '.join(missing)}; it must hold the four "
-                f"upstream IDX files under their upstream names ({', '.join(ALL_FILES)}).")
-        return path
-    if base_url is None:
-        for known in KNOWN_SOURCE_DIRS[name]:
-            path = Path(known)
-            if all((path / f).is_file() for f in ALL_FILES):
-                return path
-    return None
-
-
-def _probe(url: str, timeout: float) -> str | None:
-    """None when ``url`` answers a HEAD request with 2xx (or 405); otherwise why it does not.
-
-    Runs in a daemon thread with a hard deadline, so that not even a DNS lookup can hang us.
-    """
-    result: list[str | None] = []
-
-    def attempt() -> None:
-        try:
-            request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "aejax-data"})
-            with urllib.request.urlopen(request, timeout=timeout):
-                pass
-            result.append(None)
-        except urllib.error.HTTPError as e:
-            result.append(None if e.code == 405 else f"HTTP {e.code} {e.reason}")
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            result.append(str(getattr(e, "reason", e)))
-
-    thread = threading.Thread(target=attempt, name="aejax-data-probe", daemon=True)
-    thread.start()
-    thread.join(timeout + 1.0)
-    return result[0] if result else f"no answer within {timeout:.0f} s"
-
-
-def _urls(base_url: str) -> dict[str, str]:
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    return {f: urllib.parse.urljoin(base, f) for f in ALL_FILES}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,13 +102,13 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                                     download=download, file_format=kwargs["file_format"])
 
     def _info(self) -> tfds.core.DatasetInfo:
-        description, homepage = _DESCRIPTIONS[self.FAMILY_NAME]
+        description, homepage = DESCRIPTIONS[self.FAMILY_NAME]
         return tfds.core.DatasetInfo(
             builder=self,
             description=description,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
-                "label": tfds.features.ClassLabel(names=list(_CLASS_NAMES[self.FAMILY_NAME])),
+                "label": tfds.features.ClassLabel(names=list(CLASS_NAMES[self.FAMILY_NAME])),
             }),
             supervised_keys=("image", "label"),
             homepage=homepage,
@@ -356,20 +128,20 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if self._resolved is not None:
             return self._resolved[0]
         name = self.FAMILY_NAME
-        local = _local_dir(name, self._source_dir, self._explicit_base_url)
+        local = local_dir(name, self._source_dir, self._explicit_base_url)
         if local is None:
             if not self._download:
                 raise DataError(f"{name} is not prepared in {self.data_dir_root}, no local copy of its "
-                                "files was found, and downloading is off. " + _how_to_fix(name))
+                                "files was found, and downloading is off. " + how_to_fix(name))
             if urllib.parse.urlparse(self._base_url).scheme not in ("http", "https"):
                 raise DataError(f"{name}: base URL {self._base_url!r} is not http(s); for files on "
                                 "disk use dataset.source_dir=DIR (--source-dir DIR) instead.")
-            first = _urls(self._base_url)[ALL_FILES[0]]
-            reason = _probe(first, PROBE_TIMEOUT_S)
+            first = file_urls(self._base_url)[ALL_FILES[0]]
+            reason = probe_server(first, PROBE_TIMEOUT_S)
             if reason is not None:
                 raise DataError(f"{name} is not prepared in {self.data_dir_root}, no local copy of its "
                                 f"files was found, and {first} cannot be fetched ({reason}). "
-                                + _how_to_fix(name))
+                                + how_to_fix(name))
         self._resolved = (local,)
         return local
 
@@ -377,12 +149,12 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         local = self.resolve_source()
         if local is not None:
             return {f: _Fetched(local / f, str(local / f), False) for f in ALL_FILES}
-        urls = _urls(self._base_url)
+        urls = file_urls(self._base_url)
         try:
             paths = dl_manager.download(urls)  # download only: TFDS's extraction needs TensorFlow
         except Exception as e:  # requests errors, TFDS DownloadError / NonMatchingChecksumError
             raise DataError(f"{self.FAMILY_NAME}: downloading from {self._base_url} failed: {e}. "
-                            + _how_to_fix(self.FAMILY_NAME)) from e
+                            + how_to_fix(self.FAMILY_NAME)) from e
         return {f: _Fetched(Path(os.fspath(paths[f])), urls[f], True) for f in ALL_FILES}
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -392,8 +164,8 @@ class _IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         # Check all four files before a single example is written.
         for fname, src in fetched.items():
             try:
-                packed, raw = _read_gz(src.path, name, src.origin)
-                _verify(name, fname, packed, raw, src.origin, src.downloaded)
+                packed, raw = read_gz(src.path, name, src.origin)
+                verify(name, fname, packed, raw, src.origin, src.downloaded)
             except DataError:
                 if src.downloaded:
                     self._bad_downloads.append(src.path)
@@ -437,7 +209,7 @@ BUILDERS: dict[str, type[_IdxBuilder]] = {
 def builder(name: str, data_dir: str | os.PathLike | None = None, source_dir: str | os.PathLike | None = None,
             base_url: str | None = None, download: bool = True) -> _IdxBuilder:
     """The (possibly unprepared) TFDS builder of ``name``; ``data_dir`` None: TFDS's default."""
-    cls = BUILDERS[_check_name(name)]
+    cls = BUILDERS[check_name(name)]
     return cls(data_dir=None if data_dir is None else os.fspath(Path(data_dir).expanduser()),
                source_dir=source_dir, base_url=base_url, download=download)
 

@@ -1,22 +1,15 @@
-"""The run directory as a tracking sink: ``config.yaml``, ``metrics.jsonl``, ``summary.json``.
+"""The run directory as a tracking sink: ``config.yaml``, ``metrics.jsonl``, ``summary.json``
+(written through ``aejax.rundir``, which owns their names and format).
 
 Snapshots write their arrays and images into the run directory themselves (``snapshots/``,
 ``media/``), so media logged here need no copy.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+from aejax import rundir
 
 
 class LocalTracker:
@@ -26,13 +19,11 @@ class LocalTracker:
     def __init__(self, run_dir: Path, config: dict[str, Any], resume: bool = False):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
-        self._summary: dict[str, Any] = {}
-        if resume and (self.run_dir / "summary.json").is_file():
-            self._summary = json.loads((self.run_dir / "summary.json").read_text())
-        self._summary["status"] = "running"
-        self._metrics = open(self.run_dir / "metrics.jsonl", "a" if resume else "w")
-        write_json_atomic(self.run_dir / "summary.json", self._summary)
+        rundir.write_config(self.run_dir, config)
+        self._summary: dict[str, Any] = rundir.read_summary(self.run_dir) if resume else {}
+        self._summary["status"] = rundir.RUNNING
+        self._metrics = open(self.run_dir / rundir.METRICS, "a" if resume else "w")
+        rundir.write_summary(self.run_dir, self._summary)
 
     @property
     def values(self) -> dict[str, Any]:
@@ -40,17 +31,15 @@ class LocalTracker:
         return dict(self._summary)
 
     def rewind(self, step: int) -> None:
-        """Keep the logged rows up to ``step`` (a resumed checkpoint's); later ones are logged again."""
+        """Keep the logged rows up to ``step`` (a resumed checkpoint's); later ones are logged again.
+        A torn row (the run was killed mid-write) is dropped with them."""
         self._metrics.close()
-        path = self.run_dir / "metrics.jsonl"
-        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(row + "\n" for row in rows))
-        os.replace(tmp, path)
-        self._metrics = open(path, "a")
+        rows = [row for row in rundir.read_metrics(self.run_dir) if row.get("step", step + 1) <= step]
+        rundir.write_metrics(self.run_dir, rows)
+        self._metrics = open(self.run_dir / rundir.METRICS, "a")
 
     def log(self, row: dict[str, float]) -> None:
-        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.write(rundir.metrics_line(row))
         self._metrics.flush()
 
     def log_media(self, step: int, media) -> None:
@@ -58,7 +47,7 @@ class LocalTracker:
 
     def summary(self, values: dict[str, Any]) -> None:
         self._summary.update(values)
-        write_json_atomic(self.run_dir / "summary.json", self._summary)
+        rundir.write_summary(self.run_dir, self._summary)
 
     def finish(self, status: str) -> None:
         self._metrics.close()

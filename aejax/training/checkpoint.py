@@ -23,6 +23,7 @@ from typing import Any, Optional
 import jax
 
 from aejax.errors import RunError
+from aejax.rundir import CHECKPOINTS
 from aejax.training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def _storable(state: TrainState) -> TrainState:
 
 class Checkpoints:
     def __init__(self, run_dir: Path, keep: int):
-        self.directory = Path(run_dir).absolute() / "checkpoints"
+        self.directory = Path(run_dir).absolute() / CHECKPOINTS
         self.keep = keep
 
     @cached_property
