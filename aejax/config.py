@@ -12,6 +12,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from aejax.analysis.evaluate import AnomalyConfig, EvalConfig  # noqa: F401  (AnomalyConfig: re-exported)
 from aejax.analysis.snapshot import SnapshotConfig
 from aejax.data import DATASETS
 from aejax.distributed import DistributedConfig
@@ -96,23 +97,6 @@ class LoggerConfig:
     tags: list[str] = field(default_factory=list)
     job_type: str = "train"
     init_timeout: float = 30.0  # seconds before an online init falls back to offline
-
-
-@dataclass
-class AnomalyConfig:
-    normal_classes: list[int] = field(default_factory=list)  # train on these classes only
-    percentile: float = 95.0  # the detection threshold: this percentile of the training errors
-
-
-@dataclass
-class EvalConfig:
-    enabled: bool = True  # test/* metrics at the end of the run (see aejax.analysis.evaluate)
-    probe: bool = True  # linear probe and kNN accuracy of the codes (needs labels)
-    knn_k: int = 5
-    probe_examples: int = 10000  # training examples whose codes fit the probes
-    iwae_samples: int = 64  # importance samples of the VAE's NLL estimate
-    iwae_examples: int = 1000  # test examples it is computed on
-    anomaly: Optional[AnomalyConfig] = None
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax import distributed
-from aejax.analysis.evaluate import evaluate, normal_classes_only
+from aejax.analysis.evaluate import check_labels_for_anomaly, evaluate, normal_classes_only, without_labels
 from aejax.config import validate
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
@@ -67,6 +67,10 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     corruption = cfg.variant.corruption
     if corruption is not None and corruption.kind == "salt_pepper" and not data.unit_range:
         raise ConfigError("variant.corruption.kind", f"salt_pepper sets values to 0 or 1; {data.name} is real-valued")
+    if cfg.eval.anomaly is not None:
+        check_labels_for_anomaly(data)
+    if note := without_labels(data, probe=cfg.eval.enabled and cfg.eval.probe, snapshots=cfg.snapshot.every > 0):
+        log.warning(note)
     output = resolve_output(cfg.model.output, data.unit_range)
     objective = build_objective(cfg.variant)
 
@@ -197,8 +201,10 @@ def run(cfg: DictConfig, run_dir: Path) -> float:
                 continue
             if cfg.eval.enabled and writer:  # on one device, with no other process involved
                 key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
-                result.summary.update(evaluate(run_cfg, data, result.graphdef, first_replica(result.state.params),
-                                               key, pca))
+                result.summary.update(evaluate(OmegaConf.to_object(run_cfg.eval), data, result.graphdef,
+                                               first_replica(result.state.params), key, pca_mse=pca,
+                                               recon=build_objective(run_cfg.variant).recon,
+                                               batch_size=run_cfg.trainer.eval_batch_size))
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
             tracker.summary({**result.summary, "run_dir": str(dir_)})
             statuses[i] = "finished"

@@ -140,9 +140,12 @@ def fit_seeds(cfg: DictConfig, data: Dataset, trackers: list[Tracker], run_dirs:
                                                                 eval_key).compile()
     snapshots = None
     if run_dirs[0] is not None and cfg.snapshot.every > 0 and jax.process_index() == 0:
+        built = nnx.merge(graphdef, state.params)  # the built model says its latent size and head
         for run in runs:
-            run.snapshots = SnapshotRecorder(run.cfg, data, run.run_dir, run.tracker)
-        snapshots = Snapshots([run.snapshots for run in runs], graphdef, state.params, cfg.variant.recon, batched)
+            run.snapshots = SnapshotRecorder(OmegaConf.to_object(cfg.snapshot), data, run.run_dir, run.tracker,
+                                             seed=run.cfg.seed, label=cfg.variant.name, latent_dim=built.latent_dim,
+                                             vae=built.head == "gaussian")
+        snapshots = Snapshots([run.snapshots for run in runs], graphdef, state.params, objective.recon, batched)
     compile_s = time.perf_counter() - start
 
     def validation(params) -> list[dict[str, float]]:
