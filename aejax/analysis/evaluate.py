@@ -134,8 +134,10 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     out["test/pca_mse"] = pca_mse if pca_mse is not None else metrics.pca_test_mse(x_train, data.x_test, model.latent_dim)
     out["test/ae_pca_ratio"] = out["test/mse"] / out["test/pca_mse"] if out["test/pca_mse"] > 0 else math.inf
 
-    train = _per_example(graphdef, params, x_train[: e.probe_examples], batch)
-    if e.probe and data.y_train is not None and data.y_test is not None:
+    probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
+    needed = probe or e.anomaly is not None
+    train = _per_example(graphdef, params, x_train[: e.probe_examples], batch) if needed else None
+    if probe:
         y_train = data.y_train[: len(train["z"])]
         out["test/probe_accuracy"] = metrics.linear_probe_accuracy(train["z"], y_train, test["z"], data.y_test)
         out["test/knn_accuracy"] = metrics.knn_accuracy(train["z"], y_train, test["z"], data.y_test, e.knn_k)

@@ -138,7 +138,8 @@ def explorer_data(run_dir: Path) -> dict[str, Any]:
     labeled = "labels" in probe  # data without labels: one colour, no classes
     labels = np.asarray(probe["labels"]).astype(int) if labeled else np.zeros(len(x), int)
     names = [str(n) for n in np.asarray(probe.get("class_names", []))] if labeled else []
-    names += [str(i) for i in range(len(names), int(labels.max(initial=-1)) + 1)] if labeled else []  # labels beyond the names
+    if labeled:  # labels beyond the names
+        names += [str(i) for i in range(len(names), int(labels.max(initial=-1)) + 1)]
     examples = _Examples(x.shape[1:], bool(probe.get("unit_range", False)), x)
     k = int(snaps[0]["z"].shape[1])
     points = np.concatenate([s["z_2d"] for s in snaps]).astype(np.float64)
