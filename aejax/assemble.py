@@ -34,7 +34,7 @@ import numpy as np
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-from aejax.analysis.evaluate import EvalConfig
+from aejax.analysis.evaluate import EvalConfig, check_labels_for_anomaly, without_labels
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
 from aejax.registry import TARGET, locate
@@ -193,6 +193,10 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     corruption = cfg.variant.corruption
     if corruption is not None and corruption.kind == "salt_pepper" and not data.unit_range:
         raise ConfigError("variant.corruption.kind", f"salt_pepper sets values to 0 or 1; {data.name} is real-valued")
+    if cfg.eval.anomaly is not None:
+        check_labels_for_anomaly(data)
+    if note := without_labels(data, probe=cfg.eval.enabled and cfg.eval.probe, snapshots=cfg.snapshot.every > 0):
+        log.warning(note)
     width = int(np.prod(data.example_shape))
     unregularized = not cfg.variant.terms and cfg.variant.corruption is None and cfg.variant.head == "deterministic"
     if cfg.model.latent_dim >= width and unregularized:

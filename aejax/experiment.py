@@ -165,8 +165,9 @@ def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array]
                 continue
             if built.eval.enabled and writer:  # on one device, with no other process involved
                 key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
-                result.summary.update(evaluate(run_cfg, data, result.graphdef, first_replica(result.state.params),
-                                               key, pca))
+                result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(result.state.params),
+                                               key, pca_mse=pca, recon=getattr(built.parts.objective, "recon", "mse"),
+                                               batch_size=built.parts.trainer.eval_batch_size))
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
             tracker.summary({**result.summary, "run_dir": str(dir_)})
             statuses[i] = "finished"

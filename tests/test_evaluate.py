@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import compose_config
 from flax import nnx
+from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
@@ -23,7 +24,8 @@ def _fit(tmp_path, *overrides):
     tracker = LocalTracker(tmp_path, {})
     result = fit(assemble(cfg, data).parts, data, tracker)
     tracker.finish("finished")
-    summary = evaluate(cfg, data, result.graphdef, result.state.params, jax.random.key(0))
+    summary = evaluate(OmegaConf.to_object(cfg.eval), data, result.graphdef, result.state.params, jax.random.key(0),
+                       recon=cfg.variant.recon, batch_size=cfg.trainer.eval_batch_size)
     return cfg, data, nnx.merge(result.graphdef, result.state.params), result.summary, summary
 
 

@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from omegaconf import DictConfig
 
 from aejax.analysis import metrics
 from aejax.data import Dataset
@@ -45,8 +44,25 @@ class EvalConfig:
     anomaly: Optional[AnomalyConfig] = None
 
 
-def normal_classes_only(data: Dataset, anomaly: DictConfig) -> Dataset:
+def check_labels_for_anomaly(data: Dataset) -> None:
+    """``eval.anomaly`` scores held-out classes: a ConfigError, before training, for data without labels."""
+    if not data.labeled:
+        raise ConfigError("eval.anomaly", f"{data.name} has no labels, and anomaly detection trains on some classes "
+                                          "and scores the others: give labels (y_train, y_test) or set eval.anomaly=null")
+
+
+def without_labels(data: Dataset, probe: bool, snapshots: bool) -> Optional[str]:
+    """The line a run logs once when its data has no labels, saying what is skipped (None: labeled)."""
+    if data.labeled:
+        return None
+    skipped = (["probe/kNN accuracy"] if probe else []) + (["class colours (snapshots, explorer)"] if snapshots else [])
+    return (f"dataset {data.name} has no labels: {' and '.join(skipped)} {'are' if len(skipped) > 1 else 'is'} skipped"
+            if skipped else f"dataset {data.name} has no labels (nothing enabled needs them)")
+
+
+def normal_classes_only(data: Dataset, anomaly: AnomalyConfig) -> Dataset:
     """The dataset with its training split restricted to ``anomaly.normal_classes``."""
+    check_labels_for_anomaly(data)
     if data.y_train is None:
         raise ConfigError("eval.anomaly", f"{data.name}'s training labels are not loaded (a streamed split)")
     unknown = sorted(set(anomaly.normal_classes) - set(np.unique(data.y_train).tolist()))
@@ -93,11 +109,18 @@ def _iwae_bounds(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, mean:
                                                 jax.random.fold_in(key, i))) for i in chunks])
 
 
-def evaluate(cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx.State,
-             key: jax.Array, pca_mse: float | None = None) -> dict[str, float]:
-    """The ``test/*`` (and ``anomaly/*``) summary of a trained model; ``pca_mse``: the PCA baseline
-    at this bottleneck size when already computed (it depends on the data only)."""
-    e, batch = cfg.eval, cfg.trainer.eval_batch_size
+def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx.State, key: jax.Array, *,
+             recon: str, batch_size: int, pca_mse: float | None = None) -> dict[str, float]:
+    """The ``test/*`` (and ``anomaly/*``) summary of a trained model (``graphdef`` and ``params``).
+
+    ``recon``: the objective's reconstruction loss (``Objective.recon``; a VAE's NLL bounds need a
+    Bernoulli decoder, ``bce``); ``batch_size``: examples per compiled chunk; ``pca_mse``: the PCA
+    baseline at this bottleneck size when already computed (it depends on the data only). The
+    latent size and whether the model is a VAE come from the model. Without labels the probe and
+    kNN accuracies are left out (``settings.anomaly`` needs labels: see ``check_labels_for_anomaly``).
+    """
+    e, batch = settings, batch_size
+    model = nnx.merge(graphdef, params)
     test = _per_example(graphdef, params, data.x_test, batch)
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
     if "bce" in test:
@@ -108,16 +131,18 @@ def evaluate(cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx
     # The training split as far as it is needed: all of it in memory, the first probe_examples if streamed.
     streamed = not isinstance(data.x_train, np.ndarray)
     x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
-    out["test/pca_mse"] = pca_mse if pca_mse is not None else metrics.pca_test_mse(x_train, data.x_test, cfg.model.latent_dim)
+    out["test/pca_mse"] = pca_mse if pca_mse is not None else metrics.pca_test_mse(x_train, data.x_test, model.latent_dim)
     out["test/ae_pca_ratio"] = out["test/mse"] / out["test/pca_mse"] if out["test/pca_mse"] > 0 else math.inf
 
-    train = _per_example(graphdef, params, x_train[: e.probe_examples], batch)
-    if e.probe and data.y_train is not None:
+    probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
+    needed = probe or e.anomaly is not None
+    train = _per_example(graphdef, params, x_train[: e.probe_examples], batch) if needed else None
+    if probe:
         y_train = data.y_train[: len(train["z"])]
         out["test/probe_accuracy"] = metrics.linear_probe_accuracy(train["z"], y_train, test["z"], data.y_test)
         out["test/knn_accuracy"] = metrics.knn_accuracy(train["z"], y_train, test["z"], data.y_test, e.knn_k)
 
-    if "logvar" in test and cfg.variant.recon == "bce":  # a VAE with a Bernoulli decoder
+    if model.head == "gaussian" and recon == "bce":  # a VAE with a Bernoulli decoder
         n = min(e.iwae_examples, len(data.x_test))
         args = (graphdef, params, data.x_test[:n], test["z"][:n], test["logvar"][:n])
         out["test/elbo"] = float(np.mean(_iwae_bounds(*args, 1, key, batch)))  # one sample: the ELBO
@@ -125,6 +150,7 @@ def evaluate(cfg: DictConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx
         out["test/active_units"] = metrics.active_units(test["z"])
 
     if e.anomaly is not None:
+        check_labels_for_anomaly(data)
         normal = np.isin(data.y_test, list(e.anomaly.normal_classes))
         out["anomaly/auroc"] = metrics.auroc(test["mse"][normal], test["mse"][~normal])
         threshold, rate = metrics.detection_rate(train["mse"], test["mse"][~normal], e.anomaly.percentile)

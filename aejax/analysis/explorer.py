@@ -130,9 +130,11 @@ def explorer_data(run_dir: Path) -> dict[str, Any]:
     """Everything the page shows, as one JSON-ready dict (images as PNG data URIs)."""
     probe, snaps = load_snapshots(run_dir)
     x = np.asarray(probe["x"], np.float32)
-    labels = np.asarray(probe["labels"]).astype(int)
-    names = [str(n) for n in np.asarray(probe.get("class_names", []))]
-    names += [str(i) for i in range(len(names), int(labels.max(initial=-1)) + 1)]  # labels beyond the names
+    labeled = "labels" in probe  # data without labels: one colour, no classes
+    labels = np.asarray(probe["labels"]).astype(int) if labeled else np.zeros(len(x), int)
+    names = [str(n) for n in np.asarray(probe.get("class_names", []))] if labeled else []
+    if labeled:  # labels beyond the names
+        names += [str(i) for i in range(len(names), int(labels.max(initial=-1)) + 1)]
     examples = _Examples(x.shape[1:], bool(probe.get("unit_range", False)), x)
     k = int(snaps[0]["z"].shape[1])
     points = np.concatenate([s["z_2d"] for s in snaps]).astype(np.float64)
@@ -151,7 +153,7 @@ def explorer_data(run_dir: Path) -> dict[str, Any]:
                             "decoded": examples.encode(s["grid_decoded"], cols=grid)}
         snapshots.append(snap)
     return {"header": _header(run_dir, k), "k": k, "kind": examples.kind, "shape": list(x.shape[1:]),
-            "class_names": names, "colors": _colors(len(names)), "labels": labels.tolist(),
+            "labeled": labeled, "class_names": names, "colors": _colors(len(names)), "labels": labels.tolist(),
             "index": np.asarray(probe.get("index", np.arange(len(x)))).astype(int).tolist(),
             "extent": _num([lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]], 6),
             "probe": examples.encode(x), "snapshots": snapshots, "metrics": _metrics(run_dir)}

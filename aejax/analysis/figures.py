@@ -6,7 +6,8 @@ matplotlib's cost): ``LatentScatter`` (codes coloured by class with opposite-gra
 trails), ``ImageRows`` (reconstructions, prior samples, interpolations), ``Manifold`` (the
 decoded lattice of a 2-D code) and ``DataSpace`` (vector data with its reconstructions).
 ``evolution`` draws the latent space over training as small multiples on shared axes.
-Labelled axes and a legend by class; the caller passes the axis limits.
+Labelled axes and a legend by class (one colour and no legend for data without labels); the
+caller passes the axis limits.
 """
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ def class_colors(num_classes: int) -> np.ndarray:
 
     cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
     return np.array([cmap(i % cmap.N) for i in range(max(num_classes, 1))])
+
+
+def point_colors(labels: Optional[np.ndarray], class_names: Sequence[str], n: int) -> np.ndarray:
+    """One RGBA colour per point: its class's, or the first class colour for all without labels."""
+    if labels is None:
+        return np.repeat(class_colors(1)[:1], n, axis=0)
+    return class_colors(len(class_names))[np.clip(labels, 0, None) % max(len(class_names), 1)]
 
 
 def _new_figure(size: tuple[float, float]) -> Figure:
@@ -66,7 +74,9 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _legend(ax, fig_or_ax, labels: np.ndarray, class_names: Sequence[str], **kwargs) -> None:
+def _legend(ax, fig_or_ax, labels: Optional[np.ndarray], class_names: Sequence[str], **kwargs) -> None:
+    if labels is None:  # no classes to tell apart
+        return
     colors = class_colors(len(class_names))
     handles = [ax.scatter([], [], color=colors[i], s=16, label=class_names[i] if i < len(class_names) else str(i))
                for i in np.unique(labels)]
@@ -85,12 +95,15 @@ def trail_segments(points: np.ndarray, grads: np.ndarray, width: float, fraction
 class LatentScatter:
     """The 2-D codes of the probe points coloured by class, each with its opposite-gradient trail."""
 
-    def __init__(self, labels: np.ndarray, class_names: Sequence[str], axis_names=("z₁", "z₂")):
+    def __init__(self, labels: Optional[np.ndarray], class_names: Sequence[str], axis_names=("z₁", "z₂"),
+                 n: Optional[int] = None):
+        """``labels`` None (data without labels): ``n`` points in one colour, no legend."""
         self.fig = _new_figure((5.6, 5.0))
         self.ax = ax = self.fig.add_subplot()
-        self.colors = class_colors(len(class_names))[np.clip(labels, 0, None) % max(len(class_names), 1)]
+        n = len(labels) if labels is not None else n
+        self.colors = point_colors(labels, class_names, n)
         self.trails = ax.add_collection(LineCollection([], colors=self.colors, linewidths=0.8, alpha=0.55))
-        self.points = ax.scatter(np.zeros(len(labels)), np.zeros(len(labels)), c=self.colors, s=9, linewidths=0)
+        self.points = ax.scatter(np.zeros(n), np.zeros(n), c=self.colors, s=9, linewidths=0)
         ax.set(xlabel=axis_names[0], ylabel=axis_names[1])
         _legend(ax, ax, labels, class_names, loc="center left", bbox_to_anchor=(1.01, 0.5))
         self.fig.subplots_adjust(left=0.13, right=0.78, bottom=0.11, top=0.92)
@@ -186,10 +199,10 @@ class DataSpace:
     """Vector data (the first two coordinates): the inputs coloured by class, their reconstructions
     joined to them, and the decoded lattice of a 2-D code (the learned manifold) when given."""
 
-    def __init__(self, x: np.ndarray, labels: np.ndarray, class_names: Sequence[str]):
+    def __init__(self, x: np.ndarray, labels: Optional[np.ndarray], class_names: Sequence[str]):
         self.fig = _new_figure((5.6, 5.0))
         self.ax = ax = self.fig.add_subplot()
-        colors = class_colors(len(class_names))[np.clip(labels, 0, None) % max(len(class_names), 1)]
+        colors = point_colors(labels, class_names, len(x))
         self.links = ax.add_collection(LineCollection([], colors="0.75", linewidths=0.5))
         ax.scatter(x[:, 0], x[:, 1], c=colors, s=8, linewidths=0, label="input")
         self.recon = ax.scatter(x[:, 0], x[:, 1], facecolors="none", edgecolors="k", s=10, linewidths=0.5,
@@ -212,17 +225,17 @@ class DataSpace:
         return _save(self.fig, path)  # limits follow the data: a full redraw
 
 
-def evolution(path: Path, frames: Sequence[tuple[np.ndarray, np.ndarray, str]], labels: np.ndarray,
+def evolution(path: Path, frames: Sequence[tuple[np.ndarray, np.ndarray, str]], labels: Optional[np.ndarray],
               class_names: Sequence[str], limits: np.ndarray, axis_names=("z₁", "z₂")) -> Path:
     """Small multiples of the latent scatter over training, on shared axis limits:
-    ``frames`` holds ``(points, grads, title)`` per panel."""
+    ``frames`` holds ``(points, grads, title)`` per panel; ``labels`` None: one colour, no legend."""
     n = len(frames)
     cols = min(n, 4)
     rows = -(-n // cols)
     width = 3.0 * cols + 1.2
     fig = _new_figure((width, 2.9 * rows))
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
-    colors = class_colors(len(class_names))[np.clip(labels, 0, None) % max(len(class_names), 1)]
+    colors = point_colors(labels, class_names, len(frames[0][0]))
     for ax, (points, grads, title) in zip(axes.flat, frames):
         ax.add_collection(LineCollection(trail_segments(points, grads, limits[1] - limits[0]),
                                          colors=colors, linewidths=0.6, alpha=0.5))

@@ -44,17 +44,20 @@ class SnapshotConfig:
     explorer: bool = False  # log the interactive explorer page (aejax-explore) to W&B at the end
 
 
-def select_probe(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Sorted test indices of the probe set: a fixed random subset per seed."""
+def select_probe(test: np.ndarray | int, size: int, seed: int) -> np.ndarray:
+    """Sorted test indices of the probe set: a fixed random subset per seed. ``test``: the number of
+    test examples, or an array with one entry per example (its labels, its examples)."""
     rng = np.random.default_rng(seed)
-    size = min(size, len(labels))
-    return np.sort(rng.choice(len(labels), size=size, replace=False))
+    n = test if isinstance(test, (int, np.integer)) else len(test)
+    return np.sort(rng.choice(n, size=min(size, n), replace=False))
 
 
-def interpolation_pair(labels: np.ndarray) -> np.ndarray:
-    """Two probe points to interpolate between: the first point and the first of another class."""
-    other = np.flatnonzero(labels != labels[0])
-    return np.array([0, other[0] if len(other) else min(1, len(labels) - 1)], np.int32)
+def interpolation_pair(labels: Optional[np.ndarray], n: Optional[int] = None) -> np.ndarray:
+    """Two probe points to interpolate between: the first point and the first of another class
+    (without labels, ``n`` probe points: the second point)."""
+    n = len(labels) if labels is not None else n
+    other = np.flatnonzero(labels != labels[0]) if labels is not None else np.zeros(0, int)
+    return np.array([0, other[0] if len(other) else min(1, n - 1)], np.int32)
 
 
 def make_snapshot_fn(graphdef: nnx.GraphDef, recon: str, grid: int, interp_steps: int, batched: bool = False):
@@ -126,24 +129,27 @@ class Projection:
         return (g @ self.components).astype(np.float32)
 
 
-def table_columns(latent_dim: int) -> list[str]:
-    """The columns of the per-snapshot table (W&B) in order; the npz holds the same arrays."""
+def table_columns(latent_dim: int, labeled: bool = True) -> list[str]:
+    """The columns of the per-snapshot table (W&B) in order; the npz holds the same arrays. Data
+    without labels has no ``label`` and ``class`` columns."""
     cols = [f"z_{i}" for i in range(latent_dim)] + [f"grad_{i}" for i in range(latent_dim)]
     if latent_dim > 2:
         cols += ["pca_0", "pca_1", "grad_pca_0", "grad_pca_1"]
-    return cols + ["label", "class", "loss", "step"]
+    return cols + (["label", "class"] if labeled else []) + ["loss", "step"]
 
 
 def table_rows(arrays: dict[str, np.ndarray], class_names: tuple[str, ...]) -> list[list]:
-    """Rows of the table: coordinates, gradients, (projection), label, class name, loss, step."""
+    """Rows of the table: coordinates, gradients, (projection), label, class name (when ``arrays``
+    has ``labels``), loss, step."""
     k = arrays["z"].shape[1]
     numeric = [arrays["z"], arrays["grad"]] + ([arrays["z_2d"], arrays["grad_2d"]] if k > 2 else [])
     values = np.concatenate(numeric, axis=1).astype(np.float64).tolist()
-    step = int(arrays["step"])
+    step, losses = int(arrays["step"]), arrays["loss"].astype(np.float64).tolist()
+    if arrays.get("labels") is None:
+        return [row + [loss, step] for row, loss in zip(values, losses)]
     names = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in arrays["labels"].tolist()]
     return [row + [label, name, loss, step]
-            for row, label, name, loss in zip(values, arrays["labels"].tolist(), names,
-                                              arrays["loss"].astype(np.float64).tolist())]
+            for row, label, name, loss in zip(values, arrays["labels"].tolist(), names, losses)]
 
 
 def limits_of(points: np.ndarray, old: Optional[np.ndarray] = None, margin: float = 0.08,

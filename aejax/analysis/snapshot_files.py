@@ -2,6 +2,7 @@
 
 numpy only, so that ``aejax-explore`` starts without JAX. ``probe.npz`` holds the probe set
 (``x``, ``labels``, ...), ``step_XXXXXXX.npz`` one snapshot each (``SNAPSHOT_KEYS`` at least).
+Data without labels has no ``labels`` in either (and empty ``class_names``).
 """
 from __future__ import annotations
 

@@ -26,7 +26,9 @@ class ArraySource(Protocol):
 class Dataset:
     """Float32 examples (flat vectors or HxWxC images) and int labels, split in train and test.
 
-    Labels are kept for colouring latent plots and for evaluation; training never sees them.
+    Labels are kept for colouring latent plots and for evaluation; training never sees them. A
+    dataset may have none (``y_train`` and ``y_test`` None, ``class_names`` empty: ``labeled`` is
+    False); what needs labels (probe and kNN accuracy, class colours, anomaly scores) is then skipped.
     ``unit_range`` says the values lie in [0, 1] (pixels), where a sigmoid output and BCE apply.
     ``x_train`` is an array, or an ``ArraySource`` read on demand when the split is streamed
     (``y_train`` may then be None); the test split is always in memory.
@@ -36,7 +38,7 @@ class Dataset:
     x_train: Union[np.ndarray, ArraySource]
     y_train: Optional[np.ndarray]
     x_test: np.ndarray
-    y_test: np.ndarray
+    y_test: Optional[np.ndarray]
     class_names: tuple[str, ...]
     unit_range: bool
 
@@ -49,6 +51,11 @@ class Dataset:
                 raise ValueError(f"{self.name}: {len(x)} {split} examples but {len(y)} labels")
         if tuple(self.x_train.shape[1:]) != tuple(self.x_test.shape[1:]):
             raise ValueError(f"{self.name}: train and test examples differ in shape")
+
+    @property
+    def labeled(self) -> bool:
+        """Whether the test split has labels (the training split's may still be unread: streamed)."""
+        return self.y_test is not None
 
     @property
     def example_shape(self) -> tuple[int, ...]:

@@ -101,7 +101,8 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     if run_dirs[0] is not None and parts.snapshot.every > 0 and jax.process_index() == 0:
         for run in runs:
             run.snapshots = SnapshotRecorder(parts.snapshot, data, run.run_dir, run.tracker, seed=run.seed,
-                                             label=parts.label, model=model)
+                                             label=parts.label, latent_dim=model.latent_dim,
+                                             vae=getattr(model, "head", None) == "gaussian")
         snapshots = Snapshots([run.snapshots for run in runs], graphdef, state.params,
                               getattr(objective, "recon", "mse"), batched)
     compile_s = time.perf_counter() - start

@@ -10,7 +10,8 @@ dispatching the next epoch, so the host's work overlaps the device's. The figure
 Files: ``snapshots/probe.npz`` (the probe inputs, labels, test indices, class names) once,
 then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``z_2d``,
 ``grad_2d``, ``pca_mean``, ``pca_components``, ``recon`` and, as they apply, ``grid_z1``,
-``grid_z2``, ``grid_decoded`` (2-D codes) and ``samples``, ``interp`` (VAEs).
+``grid_z2``, ``grid_decoded`` (2-D codes) and ``samples``, ``interp`` (VAEs). Data without labels
+has no ``labels`` in either file (and empty class names); its figures use one colour.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from aejax.analysis.snapshot import (Projection, SnapshotConfig, interpolation_pair, limits_of, make_snapshot_fn, select_probe,
-                                     table_columns, table_rows)
+from aejax.analysis.snapshot import (Projection, SnapshotConfig, interpolation_pair, limits_of, make_snapshot_fn,
+                                     select_probe, table_columns, table_rows)
 from aejax.analysis.snapshot_files import snapshot_name
 from aejax.data import Dataset
 from aejax.tracking import Tracker
@@ -44,23 +45,26 @@ class SnapshotRecorder:
     """The host's side of one run's snapshots: its probe set, files, figures and logging."""
 
     def __init__(self, settings: SnapshotConfig, data: Dataset, run_dir: Path, tracker: Tracker, *, seed: int,
-                 label: str, model: nnx.Module):
-        sc = self.cfg = settings
+                 label: str, latent_dim: int, vae: bool):
+        """``seed`` picks the probe set and the prior samples; ``label`` (the variant's name) titles the
+        figures; ``latent_dim`` and ``vae`` (a Gaussian head: prior samples, interpolation) describe the
+        built model. Data without labels gets no ``labels`` in its files and one colour in its figures."""
+        sc = self.settings = settings
         self.tracker, self.variant = tracker, label
-        self.latent_dim = model.latent_dim
+        self.latent_dim = latent_dim
         self.folder, self.media = Path(run_dir) / "snapshots", Path(run_dir) / "media"
         self.run_dir = Path(run_dir)
-        index = select_probe(data.y_test, sc.probe_size, seed)
-        self.x, self.labels = data.x_test[index], data.y_test[index].astype(np.int32)
+        index = select_probe(len(data.x_test), sc.probe_size, seed)
+        self.x = data.x_test[index]
+        self.labels = data.y_test[index].astype(np.int32) if data.labeled else None
         self.class_names, self.image = data.class_names, len(data.example_shape) == 3
-        self.pair = interpolation_pair(self.labels)
-        noise = None
-        if getattr(model, "head", None) == "gaussian":
-            noise = np.asarray(_prior_noise(seed, sc.samples, self.latent_dim))
+        self.pair = interpolation_pair(self.labels, len(index))
+        noise = np.asarray(_prior_noise(seed, sc.samples, latent_dim)) if vae else None
         self.args = (self.x, noise, self.pair)  # the snapshot program's inputs besides the parameters
         self.folder.mkdir(parents=True, exist_ok=True)
-        np.savez(self.folder / "probe.npz", x=self.x, labels=self.labels, index=index.astype(np.int64),
-                 class_names=np.array(self.class_names), unit_range=np.bool_(data.unit_range))
+        labels = {} if self.labels is None else {"labels": self.labels}
+        np.savez(self.folder / "probe.npz", x=self.x, **labels, index=index.astype(np.int64),
+                 class_names=np.array(self.class_names, dtype=str), unit_range=np.bool_(data.unit_range))
         self.projection = Projection(self.latent_dim)
         self.limits: Optional[np.ndarray] = None
         self.frames: list[tuple[np.ndarray, np.ndarray, str]] = []
@@ -89,7 +93,7 @@ class SnapshotRecorder:
         self.figure_steps = sorted(int(p.stem.split("_")[1]) for p in (self.media / "latent").glob("step_*.png"))
 
     def due(self, epoch: int, epochs: int) -> bool:
-        every = self.cfg.every
+        every = self.settings.every
         return every > 0 and (epoch % every == 0 or epoch == epochs)
 
     def take(self, out: dict, index: Optional[int], step: int, epoch: float, last: bool = False) -> None:
@@ -100,8 +104,8 @@ class SnapshotRecorder:
 
     def _draw_figures(self, first: bool, last: bool) -> bool:
         """Figures cost the host most; they are skipped while over the budget (see SnapshotConfig)."""
-        budget = self.cfg.figure_budget
-        if not self.cfg.images:
+        budget = self.settings.figure_budget
+        if not self.settings.images:
             return False
         if first or last or budget is None:
             return True
@@ -115,15 +119,17 @@ class SnapshotRecorder:
         self._pending = None
         arrays = {k: np.asarray(v if index is None else v[index]) for k, v in jax.device_get(out).items()}
         self.projection.fit(arrays["z"])
-        arrays.update(step=np.int64(step), epoch=np.float64(epoch), labels=self.labels,
+        if self.labels is not None:
+            arrays["labels"] = self.labels
+        arrays.update(step=np.int64(step), epoch=np.float64(epoch),
                       z_2d=self.projection.points(arrays["z"]), grad_2d=self.projection.directions(arrays["grad"]),
                       pca_mean=self.projection.mean, pca_components=self.projection.components)
         np.savez(self.folder / f"{snapshot_name(step)}.npz", **arrays)
         self.limits = limits_of(arrays["z_2d"], self.limits)
         self.frames.append((arrays["z_2d"], arrays["grad_2d"], f"step {step} (epoch {epoch:g})"))
-        media: dict[str, Media] = {"latent/table": Table(table_columns(self.latent_dim),
+        media: dict[str, Media] = {"latent/table": Table(table_columns(self.latent_dim, self.labels is not None),
                                                          table_rows(arrays, self.class_names))}
-        for i in range(min(self.latent_dim, self.cfg.histogram_units)):
+        for i in range(min(self.latent_dim, self.settings.histogram_units)):
             media[f"latent/hist/z_{i}"] = Histogram(arrays["z"][:, i])
         if self._draw_figures(first=len(self.frames) == 1, last=last):
             media.update(self._figures(arrays, step, epoch))
@@ -136,7 +142,7 @@ class SnapshotRecorder:
 
         if not self._painter:
             axes = ("PC 1 of z", "PC 2 of z") if self.projection.is_pca else ("z₁", "z₂")
-            self._painter = {"scatter": figures.LatentScatter(self.labels, self.class_names, axes),
+            self._painter = {"scatter": figures.LatentScatter(self.labels, self.class_names, axes, n=len(self.x)),
                              "recon": figures.ImageRows(["input", "output"]) if self.image
                              else figures.DataSpace(self.x, self.labels, self.class_names),
                              "manifold": figures.Manifold(), "samples": None, "interp": figures.ImageRows(["z(a) → z(b)"])}
@@ -149,7 +155,7 @@ class SnapshotRecorder:
         title = f"{self.variant}, k={self.latent_dim}: step {step} (epoch {epoch:g})"
         out = {"latent/scatter": p["scatter"].draw(self.media / "latent" / name, a["z_2d"], a["grad_2d"],
                                                    self.limits, title)}
-        n = self.cfg.recon_examples
+        n = self.settings.recon_examples
         if not self.image:
             out["latent/reconstructions"] = p["recon"].draw(self.media / "reconstructions" / name,
                                                             a["recon"].astype(np.float32), title, a.get("grid_decoded"))
@@ -175,7 +181,7 @@ class SnapshotRecorder:
         self.flush()
         start = time.perf_counter()
         media: dict[str, Media] = {}
-        if self.cfg.images and self.frames:
+        if self.settings.images and self.frames:
             from aejax.analysis import figures
 
             picks = np.unique(np.linspace(0, len(self.frames) - 1, min(EVOLUTION_PANELS, len(self.frames))).astype(int))
@@ -183,7 +189,7 @@ class SnapshotRecorder:
             path = figures.evolution(self.media / "latent_evolution.png", [self.frames[i] for i in picks],
                                      self.labels, self.class_names, self.limits, axes)
             media["latent/evolution"] = Image(path, f"{self.variant}, k={self.latent_dim}: latent space over training")
-        if self.cfg.explorer:
+        if self.settings.explorer:
             from aejax.analysis.explorer import write_explorer
 
             media["latent/explorer"] = Html(write_explorer(self.run_dir))
@@ -201,7 +207,7 @@ class Snapshots:
     def __init__(self, recorders: list[SnapshotRecorder], graphdef: nnx.GraphDef, params, recon: str,
                  batched: bool = False):
         self.recorders, self.batched = recorders, batched
-        sc = recorders[0].cfg
+        sc = recorders[0].settings
         args = jax.tree.map(lambda *a: np.stack(a), *(r.args for r in recorders)) if batched else recorders[0].args
         self._args = jax.device_put(args)
         self._fn = make_snapshot_fn(graphdef, recon, sc.grid, sc.interp_steps, batched).lower(
