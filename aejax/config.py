@@ -12,19 +12,21 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from aejax.analysis.evaluate import AnomalyConfig, EvalConfig  # noqa: F401  (AnomalyConfig: re-exported)
+from aejax.analysis.evaluate import AnomalyConfig, EvalConfig  # noqa: F401  (the typed settings)
 from aejax.analysis.snapshot import SnapshotConfig
 from aejax.data import DATASETS
 from aejax.distributed import DistributedConfig
 from aejax.distributed import check as check_distributed
 from aejax.errors import ConfigError
+from aejax.registry import TARGET, locate
 from aejax.models import DECODERS, DTYPES, ENCODERS, HEADS, OUTPUTS
-from aejax.training.optim import OPTIMIZERS, SCHEDULES
+from aejax.training.optim import OPTIMIZERS, SCHEDULES, OptimizerCommon
 from aejax.training.parallel import CHOICES as PARALLEL
+from aejax.training.parts import TrainerConfig
 from aejax.variants.corruption import CorruptionConfig
 from aejax.variants.corruption import check as check_corruption
 from aejax.variants.losses import RECON_LOSSES
-from aejax.variants.terms import TERMS, check_terms
+from aejax.variants.terms import TERMS, TargetTermConfig, check_terms
 
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 PROGRESS = ("auto", "on", "off")
@@ -48,43 +50,6 @@ class VariantConfig:
     head: str = "deterministic"  # deterministic | gaussian (a VAE's mean and log-variance)
     corruption: Optional[CorruptionConfig] = None  # denoising: corrupt the input, reconstruct the clean one
     terms: dict[str, Any] = field(default_factory=dict)  # regularizers by name, each with a weight
-
-
-@dataclass
-class TrainerConfig:
-    epochs: int = 100
-    batch_size: int = 128
-    eval_every: int = 1  # epochs
-    eval_batch_size: int = 1024
-    log_every: int = 0  # steps; 0 logs once per epoch
-    # False: the last partial batch of an epoch is kept (padded and masked), so every
-    # training example is seen once per epoch, as with PyTorch's DataLoader.
-    drop_last: bool = False
-    progress: str = "auto"  # auto: a bar only when stderr is a terminal
-    # How batches reach the device: memory (the split on the device, one scan per epoch), stream
-    # (read with grain, `stream_chunk` batches per transfer), auto (memory when it fits a quarter
-    # of the device's memory, 2 GiB on CPU).
-    feed: str = "auto"
-    stream_chunk: int = 16
-    stream_workers: int = 4
-    stream_prefetch: int = 4
-    # XLA:CPU runs convolutions inside compiled loops ~4x slower: unroll (auto: conv nets on CPU)
-    # streams chunks of unroll_steps steps compiled without a loop.
-    unroll: str = "auto"
-    unroll_steps: int = 4
-    # Orbax checkpoints in RUN_DIR/checkpoints every N steps and at the end (0: none), the last
-    # checkpoint_keep kept. resume: false, true (this run dir: set hydra.run.dir) or a run dir.
-    # Data parallelism: sharded (one program over all devices, batch split, state replicated),
-    # pmap (a copy of the state per device, per-device batches, gradients summed over devices),
-    # none, or auto (sharded on more than one GPU/TPU or with several processes; virtual CPU
-    # devices only when asked for).
-    parallel: str = "auto"
-    # A seed batch: N models (seeds seed..seed+N-1, each with its own data order) trained as one
-    # compiled program with jax.vmap, each its own run directory (RUN_DIR/seed_<s>) and W&B run.
-    num_seeds: int = 1
-    checkpoint_every: int = 5000
-    checkpoint_keep: int = 2
-    resume: Any = False
 
 
 @dataclass
@@ -149,8 +114,12 @@ def validate(cfg: DictConfig) -> DictConfig:
     out["variant"].terms = _merge_terms(raw.get("variant", {}).get("terms") or {})
     for group, registry in registries.items():
         node = raw.get(group)
+        if isinstance(node, dict) and TARGET in node:
+            out[group] = _target_group(group, node)
+            continue
         if not isinstance(node, dict) or registry.key not in node:
-            raise ConfigError(f"{group}.{registry.key}", f"pick a {group}, e.g. {group}={registry.names()[0]}")
+            raise ConfigError(f"{group}.{registry.key}", f"pick a {group}, e.g. {group}={registry.names()[0]}, "
+                                                         f"or name your own with {group}._target_=mypkg.module.Callable")
         out[group] = _merge(registry[node[registry.key]].schema, node, group)
     out_cfg = OmegaConf.create(out)
     OmegaConf.set_struct(out_cfg, True)
@@ -178,13 +147,39 @@ def _check_seed_batch(cfg: DictConfig) -> None:
                                                "use trainer.unroll=auto or off")
 
 
+# The keys aejax reads from a _target_ group (typed as for built-in options); the others go to the target.
+TARGET_SCHEMAS: dict[str, Any] = {"optimizer": OptimizerCommon, "term": TargetTermConfig}
+
+
+def _target_group(group: str, node: dict[str, Any], prefix: Optional[str] = None) -> DictConfig:
+    """A group (or term) picked by ``_target_``: the target must import (checked now, before any data is
+    read or anything compiled); its keys are kept as given, those aejax reads are typed; ``name``
+    defaults to the target's last part."""
+    prefix = prefix or group
+    locate(node[TARGET], f"{prefix}.{TARGET}")
+    out = OmegaConf.create({k: v for k, v in node.items()})
+    schema = TARGET_SCHEMAS.get(group)
+    if schema is not None:
+        typed = _merge(schema, {k: v for k, v in node.items() if k in schema.__dataclass_fields__}, prefix)
+        out = OmegaConf.merge(out, OmegaConf.to_container(typed))
+    if group != "term" and not isinstance(out.get("name"), str):
+        out.name = str(node[TARGET]).rsplit(".", 1)[-1]
+    if group == "dataset":
+        out.kind = TARGET
+    return out
+
+
 def _merge_terms(terms: dict[str, Any]) -> DictConfig:
     if not isinstance(terms, dict):
         raise ConfigError("variant.terms", f"expected a mapping of term name to settings, got {terms!r}")
     merged = {}
     for name, settings in terms.items():
+        if isinstance(settings, dict) and TARGET in settings:
+            merged[name] = _target_group("term", settings, f"variant.terms.{name}")
+            continue
         if name not in TERMS.names():
-            raise ConfigError(f"variant.terms.{name}", f"unknown term; known: {', '.join(TERMS.names())}")
+            raise ConfigError(f"variant.terms.{name}", f"unknown term; known: {', '.join(TERMS.names())}, or name "
+                                                       f"your own with variant.terms.{name}._target_=mypkg.module.term")
         merged[name] = _merge(TERMS[name].schema, settings or {}, f"variant.terms.{name}")
     return OmegaConf.create(merged)
 
