@@ -110,7 +110,8 @@ def test_every_bad_file_is_a_clear_error_naming_the_key(tmp_path):
 
 
 def test_checks_against_the_data_refuse_what_unlabeled_or_real_valued_arrays_cannot_do(tmp_path):
-    from aejax.experiment import check_against_data, run
+    from aejax.assemble import check_against_data
+    from aejax.experiment import run
 
     np.save(tmp_path / "acts.npy", np.random.default_rng(0).normal(size=(40, 16)))
     for override, key in [("eval.anomaly={normal_classes:[0]}", "eval.anomaly"), ("model.output=sigmoid", "model.output"),
