@@ -1,4 +1,4 @@
-"""The evaluation figures of the README: AE/PCA error ratio and probe accuracy at k = 2 and 32.
+"""The evaluation figures of docs/evaluation.md: AE/PCA error ratio and probe accuracy at k = 2 and 32.
 
 Runs `aejax-train` (W&B off) on scikit-learn's digits (the default experiment) and on
 Fashion-MNIST (the 784-128-32-k bowtie, 20 epochs), reads each summary.json, prints a table.
