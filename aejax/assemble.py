@@ -31,17 +31,18 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from aejax.analysis.evaluate import EvalConfig, check_labels_for_anomaly, without_labels
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
-from aejax.registry import TARGET, locate
 from aejax.models import DECODERS, DTYPES, ENCODERS, Autoencoder, resolve_output
+from aejax.registry import TARGET, locate
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.feed import memory_budget
-from aejax.training.optim import OPTIMIZERS, learning_rate
+from aejax.training.optim import OPTIMIZERS, OptimizerCommon, learning_rate
 from aejax.training.parallel import layout
 from aejax.training.parts import Parts, TrainerConfig
 from aejax.variants import Objective
@@ -56,7 +57,6 @@ class Assembled:
     """A run's objects: ``parts`` for training, ``eval`` for the end-of-run evaluation."""
     parts: Parts
     eval: EvalConfig
-    data: Dataset
 
 
 def target_kwargs(node: DictConfig) -> dict[str, Any]:
@@ -145,15 +145,12 @@ def build_objective(variant: DictConfig) -> Objective:
     return Objective(recon=variant.recon, corruption=variant.corruption, terms=terms)
 
 
-def build_optimizer(cfg: DictConfig, total_steps: int):
+def build_optimizer(cfg: DictConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """``(transformation, schedule)`` of a validated ``optimizer`` group for a run of ``total_steps``."""
-    import optax
-
     schedule = learning_rate(cfg, total_steps)
     if TARGET in cfg:
         fn = locate(cfg[TARGET], "optimizer._target_")
-        common = ("lr", "schedule", "warmup_steps", "final_lr_fraction", "grad_clip")
-        keys = {k: v for k, v in target_kwargs(cfg).items() if k not in common}
+        keys = {k: v for k, v in target_kwargs(cfg).items() if k not in OptimizerCommon.__dataclass_fields__}
         tx = _call(fn, "optimizer._target_", learning_rate=schedule, **keys)
     else:
         tx = OPTIMIZERS[cfg.name].builder(cfg, schedule)
@@ -244,4 +241,4 @@ def assemble(cfg: DictConfig, data: Dataset, model: Optional[Callable[[jax.Array
     tx, schedule = build_optimizer(cfg.optimizer, steps * trainer.epochs)
     parts = Parts(model=make_model, objective=objective, optimizer=tx, schedule=schedule, trainer=trainer,
                   snapshot=OmegaConf.to_object(cfg.snapshot), seed=cfg.seed, label=cfg.variant.name)
-    return Assembled(parts, OmegaConf.to_object(cfg.eval), data)
+    return Assembled(parts, OmegaConf.to_object(cfg.eval))

@@ -58,3 +58,27 @@ def test_compose_validates_and_names_the_key():
         aejax.compose(["trainer.epochs=0"])
     with pytest.raises(TypeError, match="list of strings"):
         aejax.compose("model.latent_dim=8")
+
+
+def test_an_optimizer_by_target_is_the_builtin_one(tmp_path):
+    """optax.sgd named by _target_ (with aejax's lr and schedule) trains exactly as optimizer=sgd."""
+    builtin = aejax.train([*TINY, "optimizer=sgd", "optimizer.lr=0.05"], run_dir=tmp_path / "builtin")
+    cfg = aejax.compose([*TINY, "optimizer=sgd"], validated=False)
+    cfg.optimizer = {"_target_": "optax.sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False}  # conf/optimizer/sgd.yaml
+    target = aejax.train(cfg, run_dir=tmp_path / "target")
+    assert target.summary["val/loss"] == builtin.summary["val/loss"]
+    assert target.summary["train/loss"] == builtin.summary["train/loss"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+encoder._target_=nopkg.Nets", "encoder._target_: cannot import 'nopkg.Nets': ModuleNotFoundError"),
+    ("+encoder._target_=aejax.models.NoSuch", "encoder._target_: 'aejax.models' has no 'NoSuch'"),
+    ("+variant.terms.mine._target_=aejax.models.NoSuch", "variant.terms.mine._target_: 'aejax.models' has no 'NoSuch'"),
+    ("+encoder._target_=aejax.models.Autoencoder", "encoder._target_: Autoencoder cannot be called with"),
+])
+def test_a_target_that_cannot_be_imported_or_called_stops_the_cli_with_exit_2(tmp_path, override, message):
+    from conftest import run_cli
+
+    result = run_cli(override, "logger.mode=disabled", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and f"aejax: invalid config: {message}" in result.stderr
+    assert not (tmp_path / "run" / "summary.json").exists()  # nothing trained or written
