@@ -108,3 +108,15 @@ def tmpfs(path: Path, size: str):
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
+
+# The slow groups, by what they need (markers registered in pyproject.toml; docs/testing.md):
+# -m "not browser", -m multiprocess, ...
+def pytest_collection_modifyitems(items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
+        if "prepared_fashion_mnist" in fixtures or item.module.__name__ == "test_mnist_family":
+            item.add_marker(pytest.mark.dataset)
+        if item.module.__name__ == "test_multihost":
+            item.add_marker(pytest.mark.multiprocess)
