@@ -4,6 +4,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -261,13 +262,25 @@ def read_names(sweep: Path) -> list[str]:
     return [OmegaConf.load(job / "config.yaml").logger.name for job in _jobs(sweep)]
 
 
-def test_the_compile_cache_is_filled_and_a_cached_run_computes_the_same(tmp_path):
-    """Two identical jobs in one process: the second loads its executables from the cache."""
+def test_the_compile_cache_is_filled_and_read_and_a_cached_run_computes_the_same(tmp_path):
+    """Two identical jobs in one process: the second loads its executables from the cache. JAX
+    logs each persistent-cache lookup (JAX_DEBUG_LOG_MODULES): the first job's misses are the
+    second job's hits, key for key."""
     cache, sweep = tmp_path / "cache", tmp_path / "sweep"
     result = _cli("-m", "seed=0,0", *TINY, "logger.mode=disabled", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
-                  AEJAX_COMPILE_CACHE=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+                  AEJAX_COMPILE_CACHE=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                  JAX_DEBUG_LOG_MODULES="jax._src.compiler")
     assert result.returncode == 0, result.stderr
-    assert any(p.name.endswith("-cache") for p in cache.iterdir())
+    lookups = re.findall(r"persistent compilation cache (hit|miss) for '([^']+)' with key '([^']+)'",
+                         result.stderr, flags=re.IGNORECASE)
+    misses = {key: name for kind, name, key in lookups if kind.lower() == "miss"}
+    hits = {key: name for kind, name, key in lookups if kind.lower() == "hit"}
+    files = {p.name for p in cache.iterdir()}
+    # the first job compiled and wrote; the second job read what it compiled again, the training step included
+    assert hits and set(hits) <= set(misses) and {f"{key}-cache" for key in hits} <= files
+    assert any(re.search("epoch|chunk|segment|step", name) for name in hits.values()), sorted(hits.values())
+    order = [(kind.lower(), key) for kind, _, key in lookups]
+    assert all(order.index(("miss", key)) < order.index(("hit", key)) for key in hits)
     first, second = _jobs(sweep)
     assert (first / "metrics.jsonl").read_text() == (second / "metrics.jsonl").read_text()
     off = subprocess.run([sys.executable, "-c", "import os, aejax.cli as c; print(c.setup_compile_cache())"],
