@@ -144,6 +144,25 @@ def test_an_exception_during_training_marks_the_job_failed_and_returns_none(tmp_
     assert OmegaConf.load(run_dir / "config.yaml").seed == 3  # written by the run when it started
 
 
+def test_a_job_that_fails_during_training_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """A real failure mid-training, through the CLI: job 0's checkpoint folder is a file, so its
+    first checkpoint (after an epoch of training) cannot be written; job 1 trains to the end."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "checkpoints").write_text("not a folder")
+    result = run_cli("-m", "seed=0,1", *TINY, "trainer.checkpoint_every=12", "logger.mode=disabled",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1 and "1 of 2 jobs did not finish" in result.stderr
+    message = (f"CheckpointError: could not write the checkpoint of step 12 to {sweep / '0' / 'checkpoints'} "
+               f"([Errno 20] Not a directory: '{sweep / '0' / 'checkpoints'}'); no earlier checkpoint exists")
+    assert _summary(sweep / "0") == {"status": "failed", "error": message}
+    assert "aejax: job 0 failed" in result.stderr and "Traceback" not in result.stderr
+    assert [json.loads(line)["step"] for line in (sweep / "0" / "metrics.jsonl").read_text().splitlines()] == [0, 12]
+    finished = _summary(sweep / "1")
+    assert finished["status"] == "finished" and finished["steps"] == 24
+    assert sorted(p.name for p in (sweep / "1" / "checkpoints").iterdir() if p.name.isdigit()) == ["12", "24"]
+
+
 def test_the_callback_names_what_varies_and_exits_1_unless_every_job_finished(tmp_path, capsys):
     config = OmegaConf.create({"hydra": {
         "sweep": {"dir": str(tmp_path)},
