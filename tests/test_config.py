@@ -7,8 +7,8 @@ from aejax.experiment import run
 
 
 @pytest.mark.parametrize("override,message", [
-    ("+trainer.bogus=1", "trainer.bogus"),
-    ("optimizer.lr=fast", "optimizer.lr"),
+    ("+trainer.bogus=1", "trainer.bogus: unknown key; trainer takes: epochs, batch_size, "),  # docs/bad-input.md
+    ("optimizer.lr=fast", "optimizer.lr: Value 'fast' of type 'str' could not be converted to Float"),
     ("optimizer.lr=-1", "optimizer.lr: must be > 0"),
     ("model.latent_dim=-3", "model.latent_dim: must be > 0"),
     ("trainer.epochs=0", "trainer.epochs: must be > 0"),

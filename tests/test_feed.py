@@ -1,5 +1,6 @@
 """The two feeds: streamed batches are the in-memory batches, in the same order, with the same result."""
 import json
+import re
 
 import jax
 import numpy as np
@@ -67,13 +68,57 @@ def test_conv_nets_on_cpu_stream_unrolled_chunks(digits):
     assert plan_feed(forced, digits, has_conv=True, backend="cpu") == ("memory", False)  # an explicit feed wins
 
 
-def test_unrolled_chunks_give_the_looped_numbers(tmp_path):
+@pytest.fixture
+def dump_ir(tmp_path):
+    """``dump(name)``: from here on JAX writes every module it compiles to ``tmp_path/ir/name``
+    (its ``jax_dump_ir_to`` option); the option is restored afterwards."""
+    before = jax.config.read("jax_dump_ir_to")
+
+    def dump(name: str):
+        folder = tmp_path / "ir" / name
+        jax.config.update("jax_dump_ir_to", str(folder))
+        return folder
+
+    yield dump
+    jax.config.update("jax_dump_ir_to", before)
+
+
+def _training_chunks(folder) -> dict[int, str]:
+    """The StableHLO of the compiled training chunks in a dump folder, by chunk length: the
+    ``jit_chunk`` modules that take ``[k, 128, 8, 8, 1]`` batches of digits."""
+    chunks = {}
+    for path in sorted(folder.glob("*jit_chunk*.mlir")):
+        text = path.read_text()
+        lengths = {int(k) for k in re.findall(r"tensor<(\d+)x128x8x8x1xf32>", text)} - {0, 1}
+        if lengths:
+            (k,) = lengths
+            chunks[k] = text
+    return chunks
+
+
+def _loops_over_batches(module: str) -> bool:
+    """Whether a module holds a while loop that carries the batches (a scan over the steps)."""
+    return any("stablehlo.while" in line and "x128x8x8x1xf32" in line for line in module.splitlines())
+
+
+def test_unrolled_chunks_give_the_looped_numbers(tmp_path, dump_ir):
     args = ("encoder=conv", "decoder=conv", "trainer.epochs=2", "trainer.feed=stream", "logger.mode=disabled",
             "trainer.progress=off", "trainer.unroll_steps=5", "trainer.stream_chunk=5")
-    run(compose_config(*args, "trainer.unroll=off"), tmp_path / "loop")
-    run(compose_config(*args, "trainer.unroll=on"), tmp_path / "unrolled")
+    ir = {}
+    for name in ("loop", "unrolled"):
+        ir[name] = dump_ir(name)
+        run(compose_config(*args, f"trainer.unroll={'on' if name == 'unrolled' else 'off'}"), tmp_path / name)
+    jax.config.update("jax_dump_ir_to", "")
+    summaries = {f: json.loads((tmp_path / f / "summary.json").read_text()) for f in ("loop", "unrolled")}
+    assert (summaries["loop"]["feed"], summaries["unrolled"]["feed"]) == ("stream", "stream (unrolled)")
+    # what was compiled: chunks of 5 and 2 steps (12 steps an epoch), a while loop only when not unrolled
+    looped, unrolled = _training_chunks(ir["loop"]), _training_chunks(ir["unrolled"])
+    assert sorted(looped) == sorted(unrolled) == [2, 5]
+    assert all(_loops_over_batches(m) for m in looped.values())
+    assert not any(_loops_over_batches(m) for m in unrolled.values())
     rows = {f: [json.loads(x) for x in (tmp_path / f / "metrics.jsonl").read_text().splitlines()] for f in ("loop", "unrolled")}
-    for a, b in zip(rows["loop"], rows["unrolled"]):
+    assert [r["step"] for r in rows["loop"]] == [r["step"] for r in rows["unrolled"]] == [0, 12, 24]
+    for a, b in zip(rows["loop"], rows["unrolled"], strict=True):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=1e-4), k

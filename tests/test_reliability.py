@@ -60,15 +60,27 @@ def uninterrupted(tmp_path_factory) -> Path:
     return run_dir
 
 
-def _resume_and_compare(run_dir: Path, reference: Path) -> None:
+def _history_steps(file: Path) -> list[int]:
+    """The steps of the history rows an offline W&B file holds (a killed session's file is cut short)."""
+    return [int(json.loads(item.value_json)) for r in iter_records(file, partial=True)
+            if r.WhichOneof("record_type") == "history"
+            for item in r.history.item if (item.key or "/".join(item.nested_key)) == "_step"]
+
+
+def _resume_and_compare(run_dir: Path, reference: Path, checkpoint: int) -> None:
+    """Resume ``run_dir``, whose newest checkpoint is that of step ``checkpoint``: training goes on
+    from there (nothing before it is trained or logged again) and ends with the reference's numbers."""
+    session = run_dir.parent / "resume-session"
     proc = subprocess.run([sys.executable, "-m", "aejax", f"trainer.resume={run_dir}", *RUN,
-                           f"hydra.run.dir={run_dir.parent / 'resume-session'}"],
+                           f"hydra.run.dir={session}"],
                           cwd=run_dir.parent, env=offline_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from_step"] == checkpoint and summary["steps"] == 480
+    assert f"from the checkpoint of step {checkpoint} (epoch {checkpoint // 12})" in (session / "aejax.log").read_text()
     rows, expected = _rows(run_dir), _rows(reference)
     assert [r["step"] for r in rows] == [r["step"] for r in expected]  # no step twice, none missing
     assert rows == expected  # bit-identical losses
-    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["val/loss"] == json.loads(
         (reference / "summary.json").read_text())["val/loss"]
     for a, b in zip(_final_params(run_dir), _final_params(reference), strict=True):
@@ -86,6 +98,9 @@ def _resume_and_compare(run_dir: Path, reference: Path) -> None:
         ids |= {r.run.run_id for r in iter_records(file, partial=True)  # the killed session's file is cut short
                 if r.WhichOneof("record_type") == "run"}
     assert len(files) == 2 and len(ids) == 1 and ids == {summary["wandb_id"]}
+    # the resumed session logged only the steps after the checkpoint: none was trained twice
+    resumed = _history_steps(max(files, key=lambda f: f.parent.name))  # offline-run-<date>_<time>-<id>
+    assert resumed == [r["step"] for r in expected if r["step"] > checkpoint]
 
 
 def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, uninterrupted):
@@ -95,7 +110,7 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, uninterrupted
     proc.kill()  # SIGKILL: no handler runs
     proc.communicate()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
-    _resume_and_compare(run_dir, uninterrupted)
+    _resume_and_compare(run_dir, uninterrupted, checkpoint=_checkpoint_steps(run_dir)[-1])
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path, uninterrupted):
@@ -109,7 +124,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path,
     steps = _checkpoint_steps(run_dir)
     assert summary["status"] == "preempted" and steps[-1] == summary["preempted_at_step"] < 480
     assert _rows(run_dir)[-1]["step"] == steps[-1] and "trainer.resume=" in err
-    _resume_and_compare(run_dir, uninterrupted)
+    _resume_and_compare(run_dir, uninterrupted, checkpoint=steps[-1])
 
 
 def test_a_diverging_run_is_marked_and_keeps_its_last_good_checkpoint(tmp_path):
@@ -264,3 +279,46 @@ def test_invalid_wandb_credentials_fall_back_to_offline_and_train(tmp_path):
     assert "W&B online init failed (invalid api key); logging offline instead" in (run_dir / "aejax.log").read_text()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path):
+    """SIGINT (Ctrl-C) as SIGTERM: the running segment ends, a checkpoint, exit 75, status preempted."""
+    run_dir = tmp_path / "run"
+    proc = _start(run_dir)
+    _wait_for_checkpoint(run_dir, proc, at_least=12)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    step = summary["preempted_at_step"]
+    assert summary["status"] == "preempted" and _checkpoint_steps(run_dir)[-1] == step < 480
+    assert f"stopped by SIGINT after step {step}; checkpoint of step {step}" in err
+    assert f"trainer.resume={run_dir}" in err
+
+
+SECOND_CTRL_C = """
+import os, signal, time
+from aejax.training.preemption import StopSignals
+previous = signal.getsignal(signal.SIGINT)
+with StopSignals() as stop:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)  # Python runs the handler between two instructions: here
+    print("after the first:", stop.requested, flush=True)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+        print("the second was ignored", flush=True)
+    except KeyboardInterrupt:
+        print("the second raised KeyboardInterrupt", flush=True)
+print("handler restored:", signal.getsignal(signal.SIGINT) is previous)
+"""
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    """The first SIGINT only asks the loop to stop after its segment (and says so); the second
+    raises KeyboardInterrupt at once. Real signals, in a process of its own."""
+    out = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["after the first: SIGINT", "the second raised KeyboardInterrupt",
+                                       "handler restored: True"]
+    assert "SIGINT received: stopping after the running segment, with a checkpoint" in out.stderr

@@ -4,6 +4,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,25 @@ def test_an_exception_during_training_marks_the_job_failed_and_returns_none(tmp_
     assert OmegaConf.load(run_dir / "config.yaml").seed == 3  # written by the run when it started
 
 
+def test_a_job_that_fails_during_training_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """A real failure mid-training, through the CLI: job 0's checkpoint folder is a file, so its
+    first checkpoint (after an epoch of training) cannot be written; job 1 trains to the end."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "checkpoints").write_text("not a folder")
+    result = run_cli("-m", "seed=0,1", *TINY, "trainer.checkpoint_every=12", "logger.mode=disabled",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1 and "1 of 2 jobs did not finish" in result.stderr
+    message = (f"CheckpointError: could not write the checkpoint of step 12 to {sweep / '0' / 'checkpoints'} "
+               f"([Errno 20] Not a directory: '{sweep / '0' / 'checkpoints'}'); no earlier checkpoint exists")
+    assert _summary(sweep / "0") == {"status": "failed", "error": message}
+    assert "aejax: job 0 failed" in result.stderr and "Traceback" not in result.stderr
+    assert [json.loads(line)["step"] for line in (sweep / "0" / "metrics.jsonl").read_text().splitlines()] == [0, 12]
+    finished = _summary(sweep / "1")
+    assert finished["status"] == "finished" and finished["steps"] == 24
+    assert sorted(p.name for p in (sweep / "1" / "checkpoints").iterdir() if p.name.isdigit()) == ["12", "24"]
+
+
 def test_the_callback_names_what_varies_and_exits_1_unless_every_job_finished(tmp_path, capsys):
     config = OmegaConf.create({"hydra": {
         "sweep": {"dir": str(tmp_path)},
@@ -261,13 +281,25 @@ def read_names(sweep: Path) -> list[str]:
     return [OmegaConf.load(job / "config.yaml").logger.name for job in _jobs(sweep)]
 
 
-def test_the_compile_cache_is_filled_and_a_cached_run_computes_the_same(tmp_path):
-    """Two identical jobs in one process: the second loads its executables from the cache."""
+def test_the_compile_cache_is_filled_and_read_and_a_cached_run_computes_the_same(tmp_path):
+    """Two identical jobs in one process: the second loads its executables from the cache. JAX
+    logs each persistent-cache lookup (JAX_DEBUG_LOG_MODULES): the first job's misses are the
+    second job's hits, key for key."""
     cache, sweep = tmp_path / "cache", tmp_path / "sweep"
     result = _cli("-m", "seed=0,0", *TINY, "logger.mode=disabled", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
-                  AEJAX_COMPILE_CACHE=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+                  AEJAX_COMPILE_CACHE=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                  JAX_DEBUG_LOG_MODULES="jax._src.compiler")
     assert result.returncode == 0, result.stderr
-    assert any(p.name.endswith("-cache") for p in cache.iterdir())
+    lookups = re.findall(r"persistent compilation cache (hit|miss) for '([^']+)' with key '([^']+)'",
+                         result.stderr, flags=re.IGNORECASE)
+    misses = {key: name for kind, name, key in lookups if kind.lower() == "miss"}
+    hits = {key: name for kind, name, key in lookups if kind.lower() == "hit"}
+    files = {p.name for p in cache.iterdir()}
+    # the first job compiled and wrote; the second job read what it compiled again, the training step included
+    assert hits and set(hits) <= set(misses) and {f"{key}-cache" for key in hits} <= files
+    assert any(re.search("epoch|chunk|segment|step", name) for name in hits.values()), sorted(hits.values())
+    order = [(kind.lower(), key) for kind, _, key in lookups]
+    assert all(order.index(("miss", key)) < order.index(("hit", key)) for key in hits)
     first, second = _jobs(sweep)
     assert (first / "metrics.jsonl").read_text() == (second / "metrics.jsonl").read_text()
     off = subprocess.run([sys.executable, "-c", "import os, aejax.cli as c; print(c.setup_compile_cache())"],

@@ -1,7 +1,7 @@
 """The W&B sink: choosing online or offline, and falling back when the server cannot be reached."""
 import logging
+import os
 import socket
-import time
 
 import pytest
 import wandb
@@ -41,14 +41,23 @@ def _unreachable_server(no_account):
     no_account.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
 
 
+def _online_attempt_logs(tmp_path) -> tuple[str, str]:
+    """W&B's own logs of the online attempt (``wandb/run-*``, not ``offline-run-*``): debug.log
+    (the SDK) and debug-internal.log (the service that talks to the server)."""
+    (folder,) = (tmp_path / "wandb").glob("run-*")
+    return tuple((folder / "logs" / name).read_text() for name in ("debug.log", "debug-internal.log"))
+
+
 def test_auto_falls_back_to_offline_within_the_timeout(no_account, tmp_path, caplog):
     _unreachable_server(no_account)
     cfg = OmegaConf.structured(LoggerConfig(mode="auto", init_timeout=3, name="fallback"))
-    start = time.monotonic()
     with caplog.at_level(logging.WARNING):
         tracker = WandbTracker(cfg, tmp_path, {"model": {"latent_dim": 4}})
-    assert time.monotonic() - start < 3 + 10
     assert tracker.mode == "offline" and "logging offline instead" in caplog.text
+    # the online attempt waited logger.init_timeout, and only on the server it was given
+    sdk, service = _online_attempt_logs(tmp_path)
+    assert "communicating run to backend with 3.0 second timeout" in sdk
+    assert "connection refused" in service and os.environ["WANDB_BASE_URL"] in service
     tracker.log({"step": 1, "epoch": 1, "train/loss": 0.25})
     tracker.finish("finished")
     wandb.teardown()  # flushes the .wandb file before it is read
@@ -60,6 +69,9 @@ def test_auto_falls_back_to_offline_within_the_timeout(no_account, tmp_path, cap
 def test_explicit_online_does_not_silently_go_offline(no_account, tmp_path):
     _unreachable_server(no_account)
     cfg = OmegaConf.structured(LoggerConfig(mode="online", init_timeout=2))
-    with pytest.raises(Exception):
+    with pytest.raises(wandb.errors.CommError, match="(?s)connection refused.*init_timeout"):
         WandbTracker(cfg, tmp_path, {})
     wandb.teardown()
+    assert not list((tmp_path / "wandb").glob("offline-run-*"))  # no offline run behind the user's back
+    sdk, _ = _online_attempt_logs(tmp_path)
+    assert "communicating run to backend with 2.0 second timeout" in sdk
