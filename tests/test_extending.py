@@ -107,7 +107,7 @@ def test_an_own_term_is_weighted_into_the_loss_and_logged_under_its_name(user_di
     assert trained[0]["train/decor"] > 0
 
 
-def test_an_own_preset_runs_and_sweeps_under_joblib(user_dir):
+def test_an_own_preset_runs_and_sweeps_under_the_joblib_and_submitit_launchers(user_dir):
     one = user_dir / "runs" / "preset"
     result = run_user(user_dir, *doc_command(3), *FAST, f"hydra.run.dir={one}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -122,6 +122,12 @@ def test_an_own_preset_runs_and_sweeps_under_joblib(user_dir):
         assert summary(sweep / job)["status"] == "finished"
         dims.append(OmegaConf.load(sweep / job / "config.yaml").model.latent_dim)
     assert sorted(dims) == [2, 4]
+    submitit = user_dir / "runs" / "submitit"  # jobs pickled and run by submitit in another process
+    result = run_user(user_dir, "--config-dir", "conf", "-m", "+experiment=waves_res", "model.latent_dim=3",
+                      "hydra/launcher=submitit_local", *FAST, f"hydra.sweep.dir={submitit}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(submitit / "0")["status"] == "finished" and summary(submitit / "0")["num_params"] == (
+        (32 * 64 + 64) + 2 * (64 * 64 + 64) + (64 * 3 + 3) + (3 * 64 + 64) + (64 * 32 + 32))  # waves of 32 values
 
 
 def test_own_networks_train_as_a_seed_batch_data_parallel_and_resumed(user_dir):
