@@ -201,8 +201,9 @@ def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, track
         f"(best {s['val/loss_best']:.5f} at epoch {s['val/loss_best_epoch']}; {cfg.variant.recon}, mean per value)",
     ]
     if "test/mse" in s:
-        parts = [f"test/mse {s['test/mse']:.5f}", f"PCA at k={cfg.model.latent_dim} {s['test/pca_mse']:.5f} "
-                 f"(AE/PCA {s['test/ae_pca_ratio']:.2f})"]
+        ratio = s.get("test/ae_pca_ratio")
+        parts = [f"test/mse {s['test/mse']:.5f}", f"PCA at k={cfg.model.latent_dim} {s['test/pca_mse']:.5f} " + (
+            f"(AE/PCA {ratio:.2f})" if ratio is not None else "(lossless at this k: no AE/PCA ratio)")]
         parts += [f"{label} {s[key]:.1%}" for key, label in (("test/probe_accuracy", "probe"), ("test/knn_accuracy", "kNN"))
                   if key in s]
         parts += [f"{label} {s[key]:.4g}" for key, label in (("test/iwae_nll", "NLL"), ("anomaly/auroc", "anomaly AUROC"))

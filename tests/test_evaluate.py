@@ -1,4 +1,6 @@
 """End-of-run evaluation against independent computations (numpy, scikit-learn)."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +110,15 @@ def test_vae_elbo_iwae_and_active_units_match_numpy(tmp_path):
     assert s["test/active_units"] == int(np.sum(variances > 0.01))
     print(f"\nELBO {elbo:.3f} +- {elbo_tol:.3f}, IWAE(K={k}) {iwae:.3f} +- {iwae_tol:.3f}, aejax {s['test/elbo']:.3f} / "
           f"{-s['test/iwae_nll']:.3f}; unit variances {np.round(variances, 4)}")
+
+
+def test_no_ae_pca_ratio_where_pca_is_lossless(tmp_path):
+    """line2d is 2-D: PCA at k=2 reconstructs it exactly, and a ratio to a rounding error is absurd."""
+    from conftest import run_cli
+
+    result = run_cli("dataset=line2d", "model.latent_dim=2", "trainer.epochs=1", "snapshot.every=0", "logger.mode=disabled",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test/pca_mse"] < 1e-9 and summary["test/ae_pca_ratio"] is None
+    assert "PCA at k=2 0.00000 (lossless at this k: no AE/PCA ratio)" in result.stdout
