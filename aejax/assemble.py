@@ -193,6 +193,7 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
     corruption = cfg.variant.corruption
     if corruption is not None and corruption.kind == "salt_pepper" and not data.unit_range:
         raise ConfigError("variant.corruption.kind", f"salt_pepper sets values to 0 or 1; {data.name} is real-valued")
+    check_eval(cfg, data)
     width = int(np.prod(data.example_shape))
     unregularized = not cfg.variant.terms and cfg.variant.corruption is None and cfg.variant.head == "deterministic"
     if cfg.model.latent_dim >= width and unregularized:
@@ -200,6 +201,28 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
                     "regularizer or corruption: the identity is learnable, so the codes need not capture "
                     "any structure (narrow the bottleneck, or use a sparse/denoising/contractive variant)",
                     cfg.model.latent_dim, width, data.name, cfg.variant.name)
+
+
+def check_eval(cfg: DictConfig, data: Dataset) -> None:
+    """The end-of-run evaluation's settings against the data, before training (a crash after it would
+    lose the run's evaluation, and resuming a finished run cannot redo it)."""
+    e = cfg.eval
+    if not e.enabled:
+        return
+    n = min(e.probe_examples, data.num_train)  # the training codes the probes are fitted on
+    if e.probe and data.y_train is not None:
+        if len(np.unique(np.asarray(data.y_train[:n]))) < 2:
+            raise ConfigError("eval.probe_examples", f"the first {n} training examples of {data.name} hold one class: "
+                                                     "the linear probe needs two or more (raise eval.probe_examples, "
+                                                     "or eval.probe=false)")
+        if e.knn_k > n:
+            raise ConfigError("eval.knn_k", f"{e.knn_k} neighbours, but the probes are fitted on {n} training codes "
+                                            f"(min(eval.probe_examples, the {data.num_train} of {data.name})): "
+                                            f"use eval.knn_k <= {n}")
+    if e.anomaly is not None and data.y_test is not None:
+        if np.all(np.isin(data.y_test, list(e.anomaly.normal_classes))):
+            raise ConfigError("eval.anomaly.normal_classes", f"every test class of {data.name} is normal: leave "
+                                                             "at least one class out to score anomalies")
 
 
 def _trace(make_model: Callable[[jax.Array], nnx.Module], objective: Objective, data: Dataset) -> None:
