@@ -223,6 +223,9 @@ def _check_values(cfg: DictConfig) -> None:
     _check_seed_batch(cfg)
     if not isinstance(cfg.trainer.resume, (bool, str)):
         raise ConfigError("trainer.resume", f"must be false, true or a run directory, got {cfg.trainer.resume!r}")
+    if cfg.trainer.overwrite and cfg.trainer.resume is not False:
+        raise ConfigError("trainer.overwrite", "true deletes the run in the run directory; trainer.resume continues "
+                                               "it: pick one")
     if cfg.trainer.log_every < 0:
         raise ConfigError("trainer.log_every", f"must be >= 0 (0 logs once per epoch), got {cfg.trainer.log_every}")
     _choice(cfg, "model.output", ("auto", *OUTPUTS))

@@ -19,7 +19,9 @@ from aejax.assemble import assemble, load_data
 from aejax.config import validate
 from aejax.data import Dataset
 from aejax.errors import ConfigError
-from aejax.rundir import CHECKPOINTS, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics, seed_dir, sweep_group
+from aejax.rundir import (CHECKPOINTS, FINISHED, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics,
+                          read_summary, seed_dir, sweep_group)
+from aejax.runlock import finished_already, own
 from aejax.tracking import Trackers, open_trackers
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
@@ -28,7 +30,7 @@ from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 log = logging.getLogger(__name__)
 
 
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.overwrite", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
                      "distributed.coordinator", "distributed.num_processes", "distributed.process_id",
                      "distributed.timeout")
 
@@ -45,7 +47,7 @@ def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
     target = run_dir if setting is True else Path(str(setting)).expanduser()
     n = cfg.trainer.num_seeds
     runs = [target] if n == 1 else [seed_dir(target, cfg.seed + i) for i in range(n)]
-    if not any(p.name.isdigit() for run in runs for p in (run / CHECKPOINTS).glob("*")):
+    if not finished_already(target) and not any(p.name.isdigit() for run in runs for p in (run / CHECKPOINTS).glob("*")):
         hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
                 if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
         where = target / CHECKPOINTS if n == 1 else target / f"{SEED_PREFIX}*" / CHECKPOINTS
@@ -140,6 +142,21 @@ def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array]
     writer = distributed.is_writer()  # process 0 writes the run directory (with one process: this one)
     if writer:
         _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
+    lock = own(run_dir, resume=resume, overwrite=cfg.trainer.overwrite) if writer else None
+    try:
+        if resume and finished_already(run_dir):  # nothing to do: its files stay as they are
+            print(f"aejax: {run_dir} finished already; nothing to resume", file=sys.stderr, flush=True)
+            return [Result({**read_summary(d), "run_dir": str(d)}, d, None, FINISHED)
+                    for _, d in seed_runs(raw, cfg, run_dir)]
+        return _run_owned(raw, cfg, run_dir, resume, writer, model, data)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, writer: bool,
+               model: Optional[Callable[[jax.Array], nnx.Module]], data: Optional[Dataset]) -> list[Result]:
+    """``run_all`` once the run directory is this process's."""
     data = data if data is not None else load_data(cfg.dataset)
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)

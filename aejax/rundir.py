@@ -11,6 +11,7 @@ Everything that reads or writes a run directory by name goes through here: the r
     .hydra/overrides.yaml                    Hydra's, in a multirun job
     seed_<s>/        the runs of a seed batch (``trainer.num_seeds > 1``), each a run directory;
                      the batch's own summary.json names them (``runs``)
+    .aejax.lock      held while a run writes the directory (``aejax.runlock.RunLock``): its PID and host
 
 and a multirun's sweep directory ``sweep.json`` (what the sweep varies, its W&B group).
 
@@ -42,6 +43,7 @@ MEDIA = "media"
 WANDB = "wandb"
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
 SEED_PREFIX = "seed_"
+LOCK = ".aejax.lock"
 
 # A run's status in its summary.json (``status``); MISSING when it has no readable summary.
 RUNNING, FINISHED, DIVERGED, FAILED, PREEMPTED = "running", "finished", "diverged", "failed", "preempted"
@@ -187,6 +189,36 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{key}."))
         return out or {prefix[:-1]: {}}
     return {prefix[:-1]: node}
+
+
+# ----------------------------------------------------------------------------------------------
+# Whose run it is (the lock itself: aejax.runlock)
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps of the run's checkpoints (``checkpoints/<step>/``), ascending."""
+    folder = Path(run_dir) / CHECKPOINTS
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run's files (a summary, metrics or checkpoints; a seed batch's runs)."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in (SUMMARY, METRICS, CHECKPOINTS)) or any(
+        holds_run(p) for p in run_dir.glob(f"{SEED_PREFIX}*") if p.is_dir())
+
+
+def clear_run(run_dir: Path) -> None:
+    """Delete the run's files from ``run_dir`` (``trainer.overwrite=true``); others are kept."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    for path in [*(run_dir / n for n in (SUMMARY, METRICS, CONFIG, CHECKPOINTS, SNAPSHOTS, MEDIA)),
+                 *run_dir.glob(f"{SEED_PREFIX}*")]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax import rundir
-from aejax.errors import ConfigError, DataError, RunError
+from aejax.errors import ConfigError, DataError, RunDirTaken, RunError
 from aejax.rundir import FINISHED, SWEEP_FILE, sweep_group  # sweep_group: also imported from here
 
 # What the default run name (logger.name) already says; other varied keys are appended to it.
@@ -96,7 +96,8 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Optional[f
         label_job(cfg, hydra_cfg)
         value = run(cfg, run_dir)
     except Exception as e:
-        record_failure(run_dir, cfg, e)
+        if not isinstance(e, RunDirTaken):  # another run's directory is left as it is
+            record_failure(run_dir, cfg, e)
         if isinstance(e, ConfigError):
             print(f"aejax: invalid config: {e}", file=sys.stderr)
         elif isinstance(e, DataError):

@@ -51,6 +51,8 @@ class TrainerConfig:
     checkpoint_every: int = 5000
     checkpoint_keep: int = 2
     resume: Any = False
+    # A fresh run into a directory that holds a run is refused; true deletes that run's files first.
+    overwrite: bool = False
 
 
 def convolves(model: nnx.Module) -> bool:
