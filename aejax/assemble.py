@@ -262,5 +262,6 @@ def assemble(cfg: DictConfig, data: Dataset, model: Optional[Callable[[jax.Array
     steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
     tx, schedule = build_optimizer(cfg.optimizer, steps * trainer.epochs)
     parts = Parts(model=make_model, objective=objective, optimizer=tx, schedule=schedule, trainer=trainer,
-                  snapshot=OmegaConf.to_object(cfg.snapshot), seed=cfg.seed, label=cfg.variant.name)
+                  snapshot=OmegaConf.to_object(cfg.snapshot), seed=cfg.seed, label=cfg.variant.name,
+                  config=OmegaConf.to_container(cfg))
     return Assembled(parts, OmegaConf.to_object(cfg.eval), data)

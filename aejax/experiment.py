@@ -23,6 +23,7 @@ from aejax.rundir import (CHECKPOINTS, FINISHED, SEED_PREFIX, BatchDir, flatten,
                           read_summary, seed_dir, sweep_group)
 from aejax.runlock import finished_already, own
 from aejax.tracking import Trackers, open_trackers
+from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
@@ -54,7 +55,13 @@ def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
         raise ConfigError("trainer.resume", f"no checkpoint to resume from in {where}: {hint}")
     saved = read_config(target)
     if saved is None:
-        raise ConfigError("trainer.resume", f"{target} has no readable config.yaml to compare this config with")
+        copy = next(filter(None, (saved_config(run) for run in runs)), None)
+        if copy is None:
+            raise ConfigError("trainer.resume", f"{target} has no readable config.yaml, and its checkpoints hold no "
+                                                "copy of the config to compare this config with")
+        log.warning("%s has no readable config.yaml: comparing with the copy in its checkpoint of step %d",
+                    target, copy[0])
+        saved = OmegaConf.create(copy[1])
     differ = [key for key in set(flatten(OmegaConf.to_container(cfg))) | set(flatten(OmegaConf.to_container(saved)))
               if key not in IGNORED_ON_RESUME and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
     if differ:

@@ -72,6 +72,22 @@ def digest(state: Any, host: dict[str, Any]) -> Optional[str]:
     return h.hexdigest()
 
 
+def saved_config(run_dir: Path) -> Optional[tuple[int, dict[str, Any]]]:
+    """``(step, config)`` from the newest checkpoint that holds the run's config (``Parts.config``),
+    for a resume whose ``config.yaml`` is gone; None when none does. Read without orbax: its JSON
+    item is one plain file (``<step>/host/metadata``); restore verifies the checkpoint later."""
+    folder = Path(run_dir) / CHECKPOINTS
+    steps = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True) if folder.is_dir() else []
+    for step in steps:
+        try:
+            host = json.loads((folder / str(step) / "host" / "metadata").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(host, dict) and isinstance(host.get("config"), dict):
+            return step, host["config"]
+    return None
+
+
 class Checkpoints:
     def __init__(self, run_dir: Path, keep: int):
         self.directory = Path(run_dir).absolute() / CHECKPOINTS

@@ -87,6 +87,7 @@ class Parts:
     seed: int = 0
     label: str = "autoencoder"  # what the progress bar and snapshot titles call the run (the variant)
     convolves: Optional[bool] = None  # None: ask the built model
+    config: Optional[dict] = None  # the run's config (plain values), saved with each checkpoint
 
     def seeds(self) -> list[int]:
         """The seed of each model trained: ``seed`` .. ``seed + trainer.num_seeds - 1``."""
