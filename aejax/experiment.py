@@ -22,7 +22,7 @@ from aejax.errors import ConfigError
 from aejax.rundir import (CHECKPOINTS, FINISHED, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics,
                           read_summary, seed_dir, sweep_group)
 from aejax.runlock import finished_already, own
-from aejax.tracking import Trackers, open_trackers
+from aejax.tracking import Trackers, check_logger, open_trackers
 from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
@@ -148,6 +148,7 @@ def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array]
     run_dir, resume = resume_target(cfg, distributed.shared_run_dir(Path(run_dir)))
     writer = distributed.is_writer()  # process 0 writes the run directory (with one process: this one)
     if writer:
+        check_logger(cfg.logger)
         _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
     lock = own(run_dir, resume=resume, overwrite=cfg.trainer.overwrite) if writer else None
     try:
