@@ -1,6 +1,7 @@
 """One job: validate the config (once), load the data, assemble the parts, train, track, evaluate, summarise."""
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import sys
@@ -18,7 +19,7 @@ from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.assemble import assemble, load_data
 from aejax.config import validate
 from aejax.data import Dataset
-from aejax.errors import ConfigError
+from aejax.errors import ConfigError, RunError
 from aejax.rundir import (CHECKPOINTS, FINISHED, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics,
                           read_summary, seed_dir, sweep_group)
 from aejax.runlock import finished_already, own
@@ -201,9 +202,17 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
             tracker.summary({"preempted_at_step": e.step})
         print(f"aejax: {e}; continue with `aejax-train ... trainer.resume={run_dir}`", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_PREEMPTED) from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # the metrics, a snapshot, the summary: exit 4, not 1
+            raise RunError(f"the disk is full ({e}); the last checkpoint is intact: free space and resume "
+                           f"with trainer.resume={run_dir}") from e
+        raise
     finally:
         for tracker, status in zip(trackers, statuses):
-            tracker.finish(status)
+            try:
+                tracker.finish(status)
+            except OSError as e:  # a full disk: the error in flight says more
+                log.error("could not record status %s in %s (%s)", status, run_dir, e)
         if batch is not None:
             batch.finish(statuses)
     for (run_cfg, dir_), tracker, result, status in zip(runs, trackers, results, statuses):

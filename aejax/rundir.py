@@ -25,6 +25,7 @@ that ``aejax-explore`` starts without it.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -66,11 +67,19 @@ def _finite(node: Any) -> Any:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary file and a rename: a reader sees the old or the new file."""
+    """Write ``path`` through a temporary file and a rename: a reader sees the old or the new file.
+    On a full disk a file no larger than before is rewritten in place (the status of a run stopped
+    by the full disk still reaches its summary.json)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: rewrite the file in place, which reuses its own space
+        tmp.unlink(missing_ok=True)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.exists() or len(text) > path.stat().st_size + 4096:
+            raise
+        path.write_text(text)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -192,33 +201,13 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Whose run it is (the lock itself: aejax.runlock)
+# Checkpoints (written by aejax.training.checkpoint)
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
     """The steps of the run's checkpoints (``checkpoints/<step>/``), ascending."""
     folder = Path(run_dir) / CHECKPOINTS
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-
-
-def holds_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run's files (a summary, metrics or checkpoints; a seed batch's runs)."""
-    run_dir = Path(run_dir)
-    return any((run_dir / name).exists() for name in (SUMMARY, METRICS, CHECKPOINTS)) or any(
-        holds_run(p) for p in run_dir.glob(f"{SEED_PREFIX}*") if p.is_dir())
-
-
-def clear_run(run_dir: Path) -> None:
-    """Delete the run's files from ``run_dir`` (``trainer.overwrite=true``); others are kept."""
-    import shutil
-
-    run_dir = Path(run_dir)
-    for path in [*(run_dir / n for n in (SUMMARY, METRICS, CONFIG, CHECKPOINTS, SNAPSHOTS, MEDIA)),
-                 *run_dir.glob(f"{SEED_PREFIX}*")]:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from aejax.errors import RunDirTaken
-from aejax.rundir import FINISHED, LOCK, checkpoint_steps, clear_run, holds_run, read_json, read_summary, run_status
+from aejax.rundir import (CHECKPOINTS, CONFIG, FINISHED, LOCK, MEDIA, METRICS, SEED_PREFIX, SNAPSHOTS, SUMMARY,
+                          checkpoint_steps, read_json, read_summary, run_status)
 
 
 class RunDirBusy(RuntimeError):
@@ -98,6 +99,26 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run's files (a summary, metrics or checkpoints; a seed batch's runs)."""
+    run_dir = Path(run_dir)
+    return any((run_dir / name).exists() for name in (SUMMARY, METRICS, CHECKPOINTS)) or any(
+        holds_run(p) for p in run_dir.glob(f"{SEED_PREFIX}*") if p.is_dir())
+
+
+def clear_run(run_dir: Path) -> None:
+    """Delete the run's files from ``run_dir`` (``trainer.overwrite=true``); others are kept."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    for path in [*(run_dir / n for n in (SUMMARY, METRICS, CONFIG, CHECKPOINTS, SNAPSHOTS, MEDIA)),
+                 *run_dir.glob(f"{SEED_PREFIX}*")]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 OTHER_DIR = "start a new run elsewhere with hydra.run.dir=NEW_DIR (hydra.sweep.dir=NEW_DIR in a multirun)"

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from aejax import rundir
 from aejax.errors import ConfigError, DataError, RunDirTaken, RunError
 from aejax.rundir import FINISHED, SEED_PREFIX, SWEEP_FILE, sweep_group  # sweep_group: also imported from here
+from aejax.runlock import holds_run
 
 # What the default run name (logger.name) already says; other varied keys are appended to it.
 NAMED_KEYS = {"variant", "variant.name", "model.latent_dim", "seed"}
@@ -100,7 +101,7 @@ def prepare_resume(cfg: DictConfig, run_dir: Path) -> None:
         return
     with open_dict(cfg):
         cfg.trainer.resume = False
-        cfg.trainer.overwrite = rundir.holds_run(run_dir)
+        cfg.trainer.overwrite = holds_run(run_dir)
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None:

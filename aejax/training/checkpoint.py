@@ -115,6 +115,10 @@ class Checkpoints:
             self.manager.save(step, args=args, force=True)
             self.manager.wait_until_finished()
         except Exception as e:  # OSError, or tensorstore's ValueError carrying the OS error
+            import shutil
+
+            for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what it took at once
+                shutil.rmtree(partial, ignore_errors=True)
             kept = [s for s in self.steps() if s != step]
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             full = getattr(e, "errno", None) == errno.ENOSPC or "os_error_code='28'" in str(e) or "No space left" in str(e)
