@@ -194,6 +194,7 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
         check_labels_for_anomaly(data)
     if note := without_labels(data, probe=cfg.eval.enabled and cfg.eval.probe, snapshots=cfg.snapshot.every > 0):
         log.warning(note)
+    check_eval(cfg, data)
     width = int(np.prod(data.example_shape))
     unregularized = not cfg.variant.terms and cfg.variant.corruption is None and cfg.variant.head == "deterministic"
     if cfg.model.latent_dim >= width and unregularized:
@@ -201,6 +202,28 @@ def check_against_data(cfg: DictConfig, data: Dataset) -> None:
                     "regularizer or corruption: the identity is learnable, so the codes need not capture "
                     "any structure (narrow the bottleneck, or use a sparse/denoising/contractive variant)",
                     cfg.model.latent_dim, width, data.name, cfg.variant.name)
+
+
+def check_eval(cfg: DictConfig, data: Dataset) -> None:
+    """The end-of-run evaluation's settings against the data, before training (a crash after it would
+    lose the run's evaluation, and resuming a finished run cannot redo it)."""
+    e = cfg.eval
+    if not e.enabled:
+        return
+    n = min(e.probe_examples, data.num_train)  # the training codes the probes are fitted on
+    if e.probe and data.y_train is not None:
+        if len(np.unique(np.asarray(data.y_train[:n]))) < 2:
+            raise ConfigError("eval.probe_examples", f"the first {n} training examples of {data.name} hold one class: "
+                                                     "the linear probe needs two or more (raise eval.probe_examples, "
+                                                     "or eval.probe=false)")
+        if e.knn_k > n:
+            raise ConfigError("eval.knn_k", f"{e.knn_k} neighbours, but the probes are fitted on {n} training codes "
+                                            f"(min(eval.probe_examples, the {data.num_train} of {data.name})): "
+                                            f"use eval.knn_k <= {n}")
+    if e.anomaly is not None and data.y_test is not None:
+        if np.all(np.isin(data.y_test, list(e.anomaly.normal_classes))):
+            raise ConfigError("eval.anomaly.normal_classes", f"every test class of {data.name} is normal: leave "
+                                                             "at least one class out to score anomalies")
 
 
 def _trace(make_model: Callable[[jax.Array], nnx.Module], objective: Objective, data: Dataset) -> None:
@@ -240,5 +263,6 @@ def assemble(cfg: DictConfig, data: Dataset, model: Optional[Callable[[jax.Array
     steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
     tx, schedule = build_optimizer(cfg.optimizer, steps * trainer.epochs)
     parts = Parts(model=make_model, objective=objective, optimizer=tx, schedule=schedule, trainer=trainer,
-                  snapshot=OmegaConf.to_object(cfg.snapshot), seed=cfg.seed, label=cfg.variant.name)
+                  snapshot=OmegaConf.to_object(cfg.snapshot), seed=cfg.seed, label=cfg.variant.name,
+                  config=OmegaConf.to_container(cfg))
     return Assembled(parts, OmegaConf.to_object(cfg.eval))

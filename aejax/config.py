@@ -21,12 +21,14 @@ from aejax.errors import ConfigError
 from aejax.registry import TARGET, locate
 from aejax.models import DECODERS, DTYPES, ENCODERS, HEADS, OUTPUTS
 from aejax.training.optim import OPTIMIZERS, SCHEDULES, OptimizerCommon
+from aejax.training.optim import check as check_optimizer
 from aejax.training.parallel import CHOICES as PARALLEL
 from aejax.training.parts import TrainerConfig
 from aejax.variants.corruption import CorruptionConfig
 from aejax.variants.corruption import check as check_corruption
 from aejax.variants.losses import RECON_LOSSES
 from aejax.variants.terms import TERMS, TargetTermConfig, check_terms
+from aejax.values import check_numbers
 
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
 PROGRESS = ("auto", "on", "off")
@@ -198,6 +200,7 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_values(cfg: DictConfig) -> None:
+    check_numbers(cfg)  # every number finite, the seed and the dataset's shared keys in range
     _positive(cfg, "snapshot.probe_size", "snapshot.recon_examples", "snapshot.samples", "snapshot.interp_steps")
     if cfg.snapshot.every < 0:
         raise ConfigError("snapshot.every", f"must be >= 0 (epochs between snapshots; 0 turns them off), got {cfg.snapshot.every}")
@@ -220,6 +223,9 @@ def _check_values(cfg: DictConfig) -> None:
     _check_seed_batch(cfg)
     if not isinstance(cfg.trainer.resume, (bool, str)):
         raise ConfigError("trainer.resume", f"must be false, true or a run directory, got {cfg.trainer.resume!r}")
+    if cfg.trainer.overwrite and cfg.trainer.resume is not False:
+        raise ConfigError("trainer.overwrite", "true deletes the run in the run directory; trainer.resume continues "
+                                               "it: pick one")
     if cfg.trainer.log_every < 0:
         raise ConfigError("trainer.log_every", f"must be >= 0 (0 logs once per epoch), got {cfg.trainer.log_every}")
     _choice(cfg, "model.output", ("auto", *OUTPUTS))
@@ -231,6 +237,7 @@ def _check_values(cfg: DictConfig) -> None:
     _choice(cfg, "trainer.unroll", ("auto", "on", "off"))
     _choice(cfg, "trainer.parallel", PARALLEL)
     _choice(cfg, "optimizer.schedule", SCHEDULES)
+    check_optimizer(cfg.optimizer)
     _choice(cfg, "variant.head", HEADS)
     if cfg.variant.corruption is not None:
         check_corruption(cfg.variant.corruption)

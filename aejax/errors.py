@@ -9,6 +9,11 @@ class ConfigError(ValueError):
         super().__init__(f"{key}: {message}")
 
 
+class RunDirTaken(ConfigError):
+    """The run directory belongs to another run (in use, or holding a run not resumed): nothing in it
+    was changed, and a sweep's job does not record a failure there."""
+
+
 class DataError(RuntimeError):
     """Data that cannot be had or trusted (missing offline, corrupt, unreachable); says how to get it."""
 

@@ -1,6 +1,7 @@
 """One job: validate the config (once), load the data, assemble the parts, train, track, evaluate, summarise."""
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import sys
@@ -18,9 +19,12 @@ from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.assemble import assemble, load_data
 from aejax.config import validate
 from aejax.data import Dataset
-from aejax.errors import ConfigError
-from aejax.rundir import CHECKPOINTS, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics, seed_dir, sweep_group
-from aejax.tracking import Trackers, open_trackers
+from aejax.errors import ConfigError, RunError
+from aejax.rundir import (CHECKPOINTS, FINISHED, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics,
+                          read_summary, seed_dir, sweep_group)
+from aejax.runlock import finished_already, own
+from aejax.tracking import Trackers, check_logger, open_trackers
+from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
@@ -28,7 +32,7 @@ from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 log = logging.getLogger(__name__)
 
 
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.overwrite", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
                      "distributed.coordinator", "distributed.num_processes", "distributed.process_id",
                      "distributed.timeout")
 
@@ -45,14 +49,20 @@ def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
     target = run_dir if setting is True else Path(str(setting)).expanduser()
     n = cfg.trainer.num_seeds
     runs = [target] if n == 1 else [seed_dir(target, cfg.seed + i) for i in range(n)]
-    if not any(p.name.isdigit() for run in runs for p in (run / CHECKPOINTS).glob("*")):
+    if not finished_already(target) and not any(p.name.isdigit() for run in runs for p in (run / CHECKPOINTS).glob("*")):
         hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
                 if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
         where = target / CHECKPOINTS if n == 1 else target / f"{SEED_PREFIX}*" / CHECKPOINTS
         raise ConfigError("trainer.resume", f"no checkpoint to resume from in {where}: {hint}")
     saved = read_config(target)
     if saved is None:
-        raise ConfigError("trainer.resume", f"{target} has no readable config.yaml to compare this config with")
+        copy = next(filter(None, (saved_config(run) for run in runs)), None)
+        if copy is None:
+            raise ConfigError("trainer.resume", f"{target} has no readable config.yaml, and its checkpoints hold no "
+                                                "copy of the config to compare this config with")
+        log.warning("%s has no readable config.yaml: comparing with the copy in its checkpoint of step %d",
+                    target, copy[0])
+        saved = OmegaConf.create(copy[1])
     differ = [key for key in set(flatten(OmegaConf.to_container(cfg))) | set(flatten(OmegaConf.to_container(saved)))
               if key not in IGNORED_ON_RESUME and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
     if differ:
@@ -139,7 +149,23 @@ def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array]
     run_dir, resume = resume_target(cfg, distributed.shared_run_dir(Path(run_dir)))
     writer = distributed.is_writer()  # process 0 writes the run directory (with one process: this one)
     if writer:
+        check_logger(cfg.logger)
         _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
+    lock = own(run_dir, resume=resume, overwrite=cfg.trainer.overwrite) if writer else None
+    try:
+        if resume and finished_already(run_dir):  # nothing to do: its files stay as they are
+            print(f"aejax: {run_dir} finished already; nothing to resume", file=sys.stderr, flush=True)
+            return [Result({**read_summary(d), "run_dir": str(d)}, d, None, FINISHED)
+                    for _, d in seed_runs(raw, cfg, run_dir)]
+        return _run_owned(raw, cfg, run_dir, resume, writer, model, data)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, writer: bool,
+               model: Optional[Callable[[jax.Array], nnx.Module]], data: Optional[Dataset]) -> list[Result]:
+    """``run_all`` once the run directory is this process's."""
     data = data if data is not None else load_data(cfg.dataset)
     if cfg.eval.anomaly is not None:
         data = normal_classes_only(data, cfg.eval.anomaly)
@@ -177,9 +203,17 @@ def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array]
             tracker.summary({"preempted_at_step": e.step})
         print(f"aejax: {e}; continue with `aejax-train ... trainer.resume={run_dir}`", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_PREEMPTED) from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # the metrics, a snapshot, the summary: exit 4, not 1
+            raise RunError(f"the disk is full ({e}); the last checkpoint is intact: free space and resume "
+                           f"with trainer.resume={run_dir}") from e
+        raise
     finally:
         for tracker, status in zip(trackers, statuses):
-            tracker.finish(status)
+            try:
+                tracker.finish(status)
+            except OSError as e:  # a full disk: the error in flight says more
+                log.error("could not record status %s in %s (%s)", status, run_dir, e)
         if batch is not None:
             batch.finish(statuses)
     for (run_cfg, dir_), tracker, result, status in zip(runs, trackers, results, statuses):

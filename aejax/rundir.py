@@ -11,6 +11,7 @@ Everything that reads or writes a run directory by name goes through here: the r
     .hydra/overrides.yaml                    Hydra's, in a multirun job
     seed_<s>/        the runs of a seed batch (``trainer.num_seeds > 1``), each a run directory;
                      the batch's own summary.json names them (``runs``)
+    .aejax.lock      held while a run writes the directory (``aejax.runlock.RunLock``): its PID and host
 
 and a multirun's sweep directory ``sweep.json`` (what the sweep varies, its W&B group).
 
@@ -24,6 +25,7 @@ that ``aejax-explore`` starts without it.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -42,6 +44,7 @@ MEDIA = "media"
 WANDB = "wandb"
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
 SEED_PREFIX = "seed_"
+LOCK = ".aejax.lock"
 
 # A run's status in its summary.json (``status``); MISSING when it has no readable summary.
 RUNNING, FINISHED, DIVERGED, FAILED, PREEMPTED = "running", "finished", "diverged", "failed", "preempted"
@@ -64,11 +67,19 @@ def _finite(node: Any) -> Any:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary file and a rename: a reader sees the old or the new file."""
+    """Write ``path`` through a temporary file and a rename: a reader sees the old or the new file.
+    On a full disk a file no larger than before is rewritten in place (the status of a run stopped
+    by the full disk still reaches its summary.json)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: rewrite the file in place, which reuses its own space
+        tmp.unlink(missing_ok=True)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.exists() or len(text) > path.stat().st_size + 4096:
+            raise
+        path.write_text(text)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -187,6 +198,16 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{prefix}{key}."))
         return out or {prefix[:-1]: {}}
     return {prefix[:-1]: node}
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints (written by aejax.training.checkpoint)
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps of the run's checkpoints (``checkpoints/<step>/``), ascending."""
+    folder = Path(run_dir) / CHECKPOINTS
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 # ----------------------------------------------------------------------------------------------

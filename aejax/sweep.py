@@ -1,6 +1,11 @@
 """Multiruns: one W&B group per sweep, job names and tags that say what varies, failed jobs
 recorded in their run directories, and a non-zero exit status when any job failed.
 
+A sweep is resumable: the same command again with ``trainer.resume=true`` (and the same
+``hydra.sweep.dir``) leaves its finished jobs untouched, resumes the preempted and failed ones
+from their checkpoints and runs afresh those that have none (never started, or failed before their
+first checkpoint). A preempted or unfinished sweep prints that command (``resume_command``).
+
 Two halves, because a launcher may run jobs in other processes (joblib) or on other hosts
 (submitit): ``SweepCallback`` runs in the launching process at the start and end of the multirun
 (registered in ``conf/config.yaml`` under ``hydra.callbacks``), the job side is called by the CLI in
@@ -10,6 +15,7 @@ each job. They share only files: ``sweep.json`` in the sweep directory, and each
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 import traceback
@@ -21,8 +27,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax import rundir
-from aejax.errors import ConfigError, DataError, RunError
-from aejax.rundir import FINISHED, SWEEP_FILE, sweep_group  # sweep_group: also imported from here
+from aejax.errors import ConfigError, DataError, RunDirTaken, RunError
+from aejax.rundir import FINISHED, SEED_PREFIX, SWEEP_FILE, sweep_group  # sweep_group: also imported from here
+from aejax.runlock import holds_run
 
 # What the default run name (logger.name) already says; other varied keys are appended to it.
 NAMED_KEYS = {"variant", "variant.name", "model.latent_dim", "seed"}
@@ -69,10 +76,41 @@ def label_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
         logger.tags = [*logger.tags, *(f"{k}={v}"[:MAX_TAG] for k, v in swept)]
 
 
+def resume_command(sweep_dir: Path) -> str:
+    """The command that continues the sweep in ``sweep_dir``: its overrides, its directory, resume."""
+    overrides = rundir.read_json(Path(sweep_dir) / SWEEP_FILE).get("overrides", [])
+    keep = [o for o in overrides if _key(o.split("=", 1)[0]) not in ("trainer.resume", "hydra.sweep.dir")]
+    return shlex.join(["aejax-train", "--multirun", *keep, f"hydra.sweep.dir={sweep_dir}", "trainer.resume=true"])
+
+
+def unfinished_jobs(sweep_dir: Path) -> list[tuple[Path, str]]:
+    """``(job directory, status)`` of every job of the sweep that has not finished."""
+    jobs = rundir.find_runs(sweep_dir, jobs=True)
+    return [(job, status) for job in jobs if (status := rundir.run_status(job)) != FINISHED]
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    return any(rundir.checkpoint_steps(d) for d in [run_dir, *run_dir.glob(f"{SEED_PREFIX}*")])
+
+
+def prepare_resume(cfg: DictConfig, run_dir: Path) -> None:
+    """A job of a resumed sweep (``trainer.resume=true``) with nothing to resume (never started, or
+    failed before its first checkpoint) runs afresh, replacing what a failed attempt left; the others
+    resume (a finished one: nothing to do)."""
+    if cfg.trainer.resume is not True or rundir.run_status(run_dir) == FINISHED or _has_checkpoint(run_dir):
+        return
+    with open_dict(cfg):
+        cfg.trainer.resume = False
+        cfg.trainer.overwrite = holds_run(run_dir)
+
+
 def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None:
     """Mark the job failed in its ``summary.json`` (with the error), writing a ``config.yaml``
-    if the job failed before its run directory had one (an invalid combination, missing data)."""
+    if the job failed before its run directory had one (an invalid combination, missing data).
+    A finished run is left as it is (a resume of it that failed changes nothing)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if rundir.run_status(run_dir) == FINISHED:
+        return
     summary = rundir.read_summary(run_dir)
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
     summary.update(status=rundir.FAILED, error=f"{type(error).__name__}: {message}"[:500])
@@ -94,9 +132,21 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Optional[f
 
     try:
         label_job(cfg, hydra_cfg)
+        prepare_resume(cfg, run_dir)
         value = run(cfg, run_dir)
+    except SystemExit as e:
+        from aejax.training.preemption import EXIT_PREEMPTED
+
+        if e.code == EXIT_PREEMPTED:  # the whole sweep stops: say what is left and how to go on
+            sweep_dir = Path(hydra_cfg.sweep.dir)
+            lines = [f"aejax: the sweep in {sweep_dir} was preempted; unfinished jobs:"]
+            lines += [f"  {job.relative_to(sweep_dir)}: {status}" for job, status in unfinished_jobs(sweep_dir)]
+            lines += ["  (and any not started yet)", f"continue it with: {resume_command(sweep_dir)}"]
+            print("\n".join(lines), file=sys.stderr, flush=True)
+        raise
     except Exception as e:
-        record_failure(run_dir, cfg, e)
+        if not isinstance(e, RunDirTaken):  # another run's directory is left as it is
+            record_failure(run_dir, cfg, e)
         if isinstance(e, ConfigError):
             print(f"aejax: invalid config: {e}", file=sys.stderr)
         elif isinstance(e, DataError):
@@ -129,7 +179,8 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = rundir.find_runs(sweep_dir, jobs=True, since=self.started)  # a seed batch is one job
+        resumed = OmegaConf.select(config, "trainer.resume") is True  # the jobs already there are this sweep's
+        jobs = rundir.find_runs(sweep_dir, jobs=True, since=0.0 if resumed else self.started)  # a seed batch: one job
         failed = [(job, status) for job in jobs if (status := rundir.run_status(job)) != FINISHED]
         if not failed:
             print(f"aejax: {len(jobs)} jobs finished in {sweep_dir}; compare them with `aejax-report {sweep_dir}`",
@@ -142,5 +193,6 @@ class SweepCallback(Callback):
                                              if "diverged_at_step" in summary else "")
             lines.append(f"  {job.relative_to(sweep_dir)}: {status}" + (f" ({error})" if error else ""))
         lines.append(f"the others are complete; compare them with `aejax-report {sweep_dir}`")
+        lines.append(f"continue the unfinished ones with: {resume_command(sweep_dir)}")
         print("\n".join(lines), file=sys.stderr, flush=True)
         sys.exit(1)

@@ -124,7 +124,7 @@ def test_python_dash_m_and_the_console_script_are_the_same_app(tmp_path):
 def test_a_wheel_install_finds_its_configs(tmp_path):
     """`pip install .` (not editable) ships conf/ inside the package as aejax/conf."""
     repo, src = Path(__file__).resolve().parents[1], tmp_path / "src"
-    for folder in ("aejax", "conf"):  # build from a copy, so the repo gets no build/ folder
+    for folder in ("aejax", "conf", "hydra_plugins"):  # build from a copy, so the repo gets no build/ folder
         shutil.copytree(repo / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(repo / name, src / name)
@@ -132,6 +132,7 @@ def test_a_wheel_install_finds_its_configs(tmp_path):
                             "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, cwd=tmp_path)
     assert build.returncode == 0, build.stderr
     (wheel,) = (tmp_path / "dist").glob("aejax-*.whl")
+    assert "hydra_plugins/aejax_launcher/fault_tolerant_joblib.py" in zipfile.ZipFile(wheel).namelist()
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     # Only the wheel: drop the import hook of an editable install, which would supply what the wheel lacks.
     only_wheel = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in repr(f)]; "

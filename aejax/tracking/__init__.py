@@ -1,4 +1,9 @@
-"""Where metrics go: the run directory always, W&B unless ``logger.mode=disabled``."""
+"""Where metrics go: the run directory always, W&B unless ``logger.mode=disabled``.
+
+W&B can never stop a run: its failures, at open or later, leave one warning line and the run goes
+on with its run directory (``GuardedSink``). Only ``logger.mode=online`` without any credentials is
+refused, before training (``check_logger``), since it cannot work.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +11,26 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from aejax.errors import ConfigError
 from aejax.tracking.background import BackgroundSink
 from aejax.tracking.base import Tracker, Trackers
+from aejax.tracking.guarded import GuardedSink, warn_failed
 from aejax.tracking.local import LocalTracker
 from aejax.tracking.progress import progress_bar
+
+
+def check_logger(logger_cfg: DictConfig) -> None:
+    """Refuse what cannot work before anything is trained: W&B online without credentials."""
+    if logger_cfg.mode == "disabled":
+        return
+    from aejax.tracking.wandb_tracker import has_credentials, resolve_mode
+
+    mode = resolve_mode(logger_cfg.mode)
+    if mode == "online" and not has_credentials():
+        where = "logger.mode=online" if logger_cfg.mode == "online" else "WANDB_MODE=online (logger.mode=auto)"
+        raise ConfigError("logger.mode", f"{where} needs W&B credentials, and none were found: run `wandb login` "
+                                         "(or set WANDB_API_KEY), or log offline with logger.mode=offline and upload "
+                                         "later with `wandb sync`")
 
 
 def open_trackers(logger_cfg: DictConfig, run_dir: Path, config: dict[str, Any], resume: bool = False,
@@ -32,14 +53,17 @@ def open_trackers(logger_cfg: DictConfig, run_dir: Path, config: dict[str, Any],
 
         if concurrent:  # not several wandb.init calls at once
             try:
-                sinks.append(open_wandb())
-                opened(sinks[1])
+                wandb = open_wandb()
+                opened(wandb)
+                sinks.append(GuardedSink(wandb, "W&B", run_dir))
+            except Exception as e:
+                warn_failed("W&B", "opening", e, run_dir)
             except BaseException:
                 local.finish("failed")
                 raise
         else:
-            sinks.append(BackgroundSink(open_wandb, on_open=opened, name="wandb"))
+            sinks.append(GuardedSink(BackgroundSink(open_wandb, on_open=opened, name="wandb"), "W&B", run_dir))
     return Trackers(sinks)
 
 
-__all__ = ["LocalTracker", "Tracker", "Trackers", "open_trackers", "progress_bar"]
+__all__ = ["GuardedSink", "LocalTracker", "Tracker", "Trackers", "check_logger", "open_trackers", "progress_bar"]

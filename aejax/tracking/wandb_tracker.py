@@ -31,11 +31,29 @@ def has_credentials() -> bool:
         return False
 
 
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
+
+
+def env_mode() -> str | None:
+    """``WANDB_MODE`` when it names a W&B mode. An empty or unknown one is removed from this process's
+    environment (W&B itself reads it, and fails on it in every ``wandb.init``), with a warning."""
+    value = os.environ.get("WANDB_MODE")
+    if value is None:
+        return None
+    if value.strip() in WANDB_MODES:
+        return value.strip()
+    os.environ.pop("WANDB_MODE")
+    if value.strip():
+        log.warning("WANDB_MODE=%r is not a W&B mode (%s): ignored", value, ", ".join(WANDB_MODES[:3]))
+    return None
+
+
 def resolve_mode(mode: str) -> str:
     """``auto`` -> ``WANDB_MODE`` if set, else online with credentials, else offline."""
+    env = env_mode()
     if mode != "auto":
         return mode
-    return os.environ.get("WANDB_MODE") or ("online" if has_credentials() else "offline")
+    return env or ("online" if has_credentials() else "offline")
 
 
 class WandbTracker:

@@ -9,18 +9,26 @@ Orbax writes a step into a temporary folder and renames it when complete, so a p
 while writing leaves the previous checkpoints intact; a damaged checkpoint (a failed disk, a
 truncated copy) is skipped on resume, with a warning, for the one before it.
 
+Orbax itself does not notice changed bytes inside its files (a few garbled bytes restore as other
+numbers, and the resumed run silently becomes another one), so every checkpoint also records a
+SHA-256 digest of what it holds (``digest`` in its JSON: each array's path, dtype, shape and bytes,
+then the host's JSON), and a restored checkpoint whose digest differs is treated as unreadable.
+
 Orbax (~0.15 s to import) is imported, and its manager created, on the first save or read: a
 run starts training without it.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
 import jax
+import numpy as np
 
 from aejax.errors import RunError
 from aejax.rundir import CHECKPOINTS
@@ -35,6 +43,49 @@ class CheckpointError(RunError):
 
 def _storable(state: TrainState) -> TrainState:
     return state.replace(rng=jax.random.key_data(state.rng))  # orbax stores plain arrays, not typed keys
+
+
+DIGEST = "digest"  # the key of the digest in a checkpoint's JSON
+
+
+def _leaf_bytes(leaf: Any) -> Optional[np.ndarray]:
+    """A leaf's values on this host; None for an array split over processes (not held here whole)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        if not leaf.is_fully_replicated:
+            return None
+        leaf = leaf.addressable_data(0)
+    return np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+
+
+def digest(state: Any, host: dict[str, Any]) -> Optional[str]:
+    """SHA-256 of a stored state (``_storable``) and the host's JSON; None when this process does
+    not hold every array whole (then nothing is verified)."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        values = _leaf_bytes(leaf)
+        if values is None:
+            return None
+        h.update(f"{jax.tree_util.keystr(path)}|{values.dtype.str}|{values.shape}|".encode())
+        h.update(values.tobytes())
+    plain = json.loads(json.dumps({k: v for k, v in host.items() if k != DIGEST}))  # as read back: str keys
+    h.update(json.dumps(plain, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def saved_config(run_dir: Path) -> Optional[tuple[int, dict[str, Any]]]:
+    """``(step, config)`` from the newest checkpoint that holds the run's config (``Parts.config``),
+    for a resume whose ``config.yaml`` is gone; None when none does. Read without orbax: its JSON
+    item is one plain file (``<step>/host/metadata``); restore verifies the checkpoint later."""
+    folder = Path(run_dir) / CHECKPOINTS
+    steps = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True) if folder.is_dir() else []
+    for step in steps:
+        try:
+            host = json.loads((folder / str(step) / "host" / "metadata").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(host, dict) and isinstance(host.get("config"), dict):
+            return step, host["config"]
+    return None
 
 
 class Checkpoints:
@@ -57,11 +108,17 @@ class Checkpoints:
     def save(self, step: int, state: TrainState, host: dict[str, Any]) -> None:
         import orbax.checkpoint as ocp
 
-        args = ocp.args.Composite(state=ocp.args.StandardSave(_storable(state)), host=ocp.args.JsonSave(host))
+        stored = _storable(state)
+        host = {**host, DIGEST: digest(stored, host)}
+        args = ocp.args.Composite(state=ocp.args.StandardSave(stored), host=ocp.args.JsonSave(host))
         try:
             self.manager.save(step, args=args, force=True)
             self.manager.wait_until_finished()
         except Exception as e:  # OSError, or tensorstore's ValueError carrying the OS error
+            import shutil
+
+            for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what it took at once
+                shutil.rmtree(partial, ignore_errors=True)
             kept = [s for s in self.steps() if s != step]
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             full = getattr(e, "errno", None) == errno.ENOSPC or "os_error_code='28'" in str(e) or "No space left" in str(e)
@@ -89,8 +146,17 @@ class Checkpoints:
                 log.warning("checkpoint of step %d in %s cannot be read (%s); trying the one before",
                             s, self.directory, errors[-1])
                 continue
-            state = out["state"]
-            return s, state.replace(rng=jax.random.wrap_key_data(state.rng)), dict(out["host"])
+            state, host = out["state"], dict(out["host"])
+            recorded = host.pop(DIGEST, None)
+            if recorded is not None and recorded != digest(state, host):
+                errors.append(f"step {s}: its files changed after it was written (the digest differs)")
+                log.warning("checkpoint of step %d in %s is damaged: its files changed after it was written "
+                            "(the digest it recorded differs); trying the one before", s, self.directory)
+                continue
+            if recorded is None:
+                log.warning("checkpoint of step %d in %s records no digest (written by an older aejax): "
+                            "restored unverified", s, self.directory)
+            return s, state.replace(rng=jax.random.wrap_key_data(state.rng)), host
         raise CheckpointError(f"no readable checkpoint in {self.directory}: " + "; ".join(errors)
                               + ". Delete the folder to start afresh.")
 

@@ -85,12 +85,19 @@ def host_segment(run: SeedRun, metrics: dict[str, np.ndarray], val: Optional[dic
         run.tracker.log({"step": at, "epoch": at / steps if at % steps else at // steps, **rows[at]})
 
 
-def restore(runs: list[SeedRun], state: TrainState, pick) -> tuple[int, TrainState]:
-    """Every run's state and host bookkeeping from its checkpoints, at the newest step all have."""
+def restore(runs: list[SeedRun], state: TrainState, pick, before: Optional[int] = None) -> tuple[int, TrainState]:
+    """Every run's state and host bookkeeping from its checkpoints, at the newest step all have
+    (with ``before``: the newest before that step, where there is one; a damaged snapshot's step)."""
     common = sorted(set.intersection(*(set(run.checkpoints.steps()) for run in runs)), reverse=True)
     if not common:
         found = "; ".join(f"{run.checkpoints.directory}: {run.checkpoints.steps() or 'none'}" for run in runs)
         raise CheckpointError(f"no checkpoint step common to all runs to resume from ({found})")
+    if before is not None:
+        earlier = [at for at in common if at < before]
+        log.warning("the snapshot of step %d cannot be read: %s", before,
+                    f"resuming from the checkpoint of step {earlier[0]} to take it again" if earlier
+                    else "no checkpoint is older, so it is dropped")
+        common = earlier or common
     states = []
     for at in common:
         try:

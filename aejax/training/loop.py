@@ -116,7 +116,8 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
 
     step = 0
     if resume:
-        step, state = restore(runs, state, pick)
+        damaged = [at for run in runs if run.snapshots for at in run.snapshots.damaged()]
+        step, state = restore(runs, state, pick, before=min(damaged) if damaged else None)
         for run in runs:
             run.tracker.rewind(step)
             if run.snapshots:
@@ -138,7 +139,10 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
             run = runs[i]
             if run.snapshots:
                 run.snapshots.flush()  # the snapshot files up to this step belong with the checkpoint
-            run.checkpoints.save(at, pick(state, i), {"loop": run.host, "rows": run.rows.state(), "epoch": at / steps})
+            host = {"loop": run.host, "rows": run.rows.state(), "epoch": at / steps}
+            if parts.config is not None:  # a resume whose config.yaml is gone reads it here
+                host["config"] = parts.config
+            run.checkpoints.save(at, pick(state, i), host)
 
     report_every = max(1, trainer.epochs // 10)
     label = f"{parts.label} z={model.latent_dim}" + (f" x{n} seeds" if batched else "")

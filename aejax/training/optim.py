@@ -1,6 +1,7 @@
 """Optimizers by name (``conf/optimizer/``), each with an optional learning-rate schedule."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -60,6 +61,23 @@ def adamw(cfg: DictConfig, lr) -> optax.GradientTransformation:
 @OPTIMIZERS.register("sgd", SGDConfig)
 def sgd(cfg: DictConfig, lr) -> optax.GradientTransformation:
     return optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+
+
+def check(cfg: DictConfig) -> None:
+    """The optimizer's numbers in the ranges they work in (finiteness is checked for the whole config)."""
+    from aejax.values import in_range
+
+    in_range("optimizer.lr", cfg.lr, 0, math.inf, low_open=True)
+    in_range("optimizer.final_lr_fraction", cfg.final_lr_fraction, 0, 1, what=" (a fraction of optimizer.lr)")
+    if cfg.warmup_steps < 0:
+        raise ConfigError("optimizer.warmup_steps", f"must be >= 0, got {cfg.warmup_steps}")
+    in_range("optimizer.grad_clip", cfg.grad_clip, 0, math.inf, low_open=True, what=" (or null: no clipping)")
+    for key in ("b1", "b2", "momentum"):
+        if isinstance(cfg.get(key), (int, float)):
+            in_range(f"optimizer.{key}", cfg[key], 0, 1, high_open=True)
+    for key in ("eps", "weight_decay"):
+        if isinstance(cfg.get(key), (int, float)) and cfg[key] < 0:
+            raise ConfigError(f"optimizer.{key}", f"must be >= 0, got {cfg[key]}")
 
 
 def learning_rate(cfg: DictConfig, total_steps: int) -> optax.Schedule:

@@ -51,6 +51,8 @@ class TrainerConfig:
     checkpoint_every: int = 5000
     checkpoint_keep: int = 2
     resume: Any = False
+    # A fresh run into a directory that holds a run is refused; true deletes that run's files first.
+    overwrite: bool = False
 
 
 def convolves(model: nnx.Module) -> bool:
@@ -85,6 +87,7 @@ class Parts:
     seed: int = 0
     label: str = "autoencoder"  # what the progress bar and snapshot titles call the run (the variant)
     convolves: Optional[bool] = None  # None: ask the built model
+    config: Optional[dict] = None  # the run's config (plain values), saved with each checkpoint
 
     def seeds(self) -> list[int]:
         """The seed of each model trained: ``seed`` .. ``seed + trainer.num_seeds - 1``."""

@@ -1,6 +1,7 @@
-"""Stopping on SIGTERM or SIGINT at the next segment boundary, with a checkpoint.
+"""Stopping on SIGTERM, SIGINT, SIGHUP or SIGUSR1 at the next segment boundary, with a checkpoint.
 
-Clusters and preemptible hosts send SIGTERM before they kill a job. The training loop cannot
+Clusters and preemptible hosts send SIGTERM before they kill a job; SLURM sends SIGUSR1 ahead of
+the time limit (``--signal=USR1@120``); a closed terminal or a lost SSH session sends SIGHUP. The training loop cannot
 stop inside a compiled segment, so the first signal only sets a flag: the loop finishes the
 running segment (at most an epoch, or ``trainer.checkpoint_every`` steps), saves a checkpoint and
 raises ``Preempted``; the process then exits with ``EXIT_PREEMPTED``. A second SIGINT (Ctrl-C
@@ -33,7 +34,7 @@ class Preempted(Exception):
 class StopSignals:
     """``with StopSignals() as stop:`` ... ``if stop.requested:`` ... (handlers restored on exit)."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
     def __init__(self):
         self.requested: str | None = None

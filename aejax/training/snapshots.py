@@ -15,6 +15,7 @@ has no ``labels`` in either file (and empty class names); its figures use one co
 """
 from __future__ import annotations
 
+import logging
 import time
 from functools import partial
 from pathlib import Path
@@ -33,6 +34,7 @@ from aejax.tracking.media import Histogram, Html, Image, Media, Table
 from aejax.training.parallel import first_replica
 
 EVOLUTION_PANELS = 8
+log = logging.getLogger(__name__)
 
 
 @partial(jax.jit, static_argnums=(1, 2))
@@ -86,11 +88,31 @@ class SnapshotRecorder:
             if int(path.stem.split("_")[1]) > step:
                 path.unlink()
         for path in sorted(self.folder.glob("step_*.npz")):
-            with np.load(path) as f:
-                self.limits = limits_of(f["z_2d"], self.limits)
-                self.frames.append((f["z_2d"], f["grad_2d"], f"step {int(f['step'])} (epoch {float(f['epoch']):g})"))
-                self.projection.restore(f["pca_mean"], f["pca_components"])
+            try:
+                with np.load(path) as f:
+                    frame = (f["z_2d"], f["grad_2d"], f"step {int(f['step'])} (epoch {float(f['epoch']):g})")
+                    pca = (f["pca_mean"], f["pca_components"])
+            except Exception as e:  # a damaged file with no checkpoint before it (see damaged): dropped
+                log.warning("snapshot %s cannot be read (%s: %s); dropped", path, type(e).__name__, e)
+                path.unlink()
+                continue
+            self.limits = limits_of(frame[0], self.limits)
+            self.frames.append(frame)
+            self.projection.restore(*pca)
         self.figure_steps = sorted(int(p.stem.split("_")[1]) for p in (self.media / "latent").glob("step_*.png"))
+
+    def damaged(self) -> list[int]:
+        """The steps whose snapshot file cannot be read whole (truncated by a crash or a failed disk):
+        a resume goes back to a checkpoint before the first, so that it is taken again."""
+        out = []
+        for path in self.folder.glob("step_*.npz"):
+            try:
+                with np.load(path) as f:
+                    for key in f.files:
+                        f[key]  # reading each array checks its CRC
+            except Exception:
+                out.append(int(path.stem.split("_")[1]))
+        return sorted(out)
 
     def due(self, epoch: int, epochs: int) -> bool:
         every = self.settings.every

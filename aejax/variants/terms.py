@@ -148,6 +148,8 @@ def check_terms(variant: DictConfig, cfg: DictConfig) -> None:
     for name, term in terms.items():
         if term.weight < 0:
             raise ConfigError(f"variant.terms.{name}.weight", f"must be >= 0, got {term.weight}")
+        if isinstance(term.get("anneal_steps"), int) and term.anneal_steps < 0:
+            raise ConfigError(f"variant.terms.{name}.anneal_steps", f"must be >= 0 (0: no annealing), got {term.anneal_steps}")
     if "kl_sparsity" in terms:
         if not 0 < terms.kl_sparsity.target < 1:
             raise ConfigError("variant.terms.kl_sparsity.target", f"must be in (0, 1), got {terms.kl_sparsity.target}")
@@ -160,6 +162,8 @@ def check_terms(variant: DictConfig, cfg: DictConfig) -> None:
             raise ConfigError("variant.terms.contractive.estimator", f"must be auto, exact or projection; got {c.estimator!r}")
         if c.projections <= 0:
             raise ConfigError("variant.terms.contractive.projections", f"must be > 0, got {c.projections}")
+        if c.exact_max < 0:
+            raise ConfigError("variant.terms.contractive.exact_max", f"must be >= 0, got {c.exact_max}")
     if "kl" in terms:
         if variant.head != "gaussian":
             raise ConfigError("variant.terms.kl", "the KL term needs a Gaussian code: set variant.head=gaussian")
