@@ -15,6 +15,21 @@ from aejax.errors import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED, EXIT_RUN, Config
 from aejax.startup import config_dir, setup_compile_cache  # noqa: F401  (aejax.cli.config_dir for scripts)
 
 
+
+def register_launchers() -> None:
+    """Make aejax's launchers known to Hydra. Hydra finds plugins by scanning the ``hydra_plugins``
+    folders on ``sys.path``; an editable install (``pip install -e .``) maps aejax's
+    ``hydra_plugins/aejax_launcher`` without such a folder, so the scan misses it: register it here."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.aejax_launcher.fault_tolerant_joblib import FaultTolerantJoblibLauncher
+
+    Plugins.instance().register(FaultTolerantJoblibLauncher)
+
+
+register_launchers()
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
     logging.getLogger("jax").setLevel(logging.WARNING)  # not JAX's INFO lines about absent TPUs

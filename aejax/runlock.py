@@ -104,7 +104,7 @@ class RunLock:
 def holds_run(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run's files (a summary, metrics or checkpoints; a seed batch's runs)."""
     run_dir = Path(run_dir)
-    return any((run_dir / name).exists() for name in (SUMMARY, METRICS, CHECKPOINTS)) or any(
+    return (run_dir / SUMMARY).is_file() or (run_dir / METRICS).is_file() or (run_dir / CHECKPOINTS).is_dir() or any(
         holds_run(p) for p in run_dir.glob(f"{SEED_PREFIX}*") if p.is_dir())
 
 

@@ -184,6 +184,8 @@ def test_a_run_whose_checkpoints_cannot_be_read_exits_4(tmp_path):
     first = run_cli("trainer.epochs=2", "trainer.checkpoint_every=12", "logger.mode=disabled", "eval.enabled=false",
                     "snapshot.every=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "running"}))  # as a kill -9 leaves it
     damaged = [f for f in (run_dir / "checkpoints").rglob("*") if f.is_file()]
     for f in damaged:
         f.write_bytes(b"\x00garbage")

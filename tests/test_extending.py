@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -142,11 +143,14 @@ def test_own_networks_train_as_a_seed_batch_data_parallel_and_resumed(user_dir):
     result = run_user(user_dir, *nets, "trainer.parallel=sharded", "trainer.batch_size=64",
                       "trainer.checkpoint_every=23", f"hydra.run.dir={sharded}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert summary(sharded)["devices"] == 8
+    first = summary(sharded)
+    assert first["devices"] == 8
+    shutil.rmtree(sharded / "checkpoints" / "46")  # as if killed after the checkpoint of step 23
     resumed = run_user(user_dir, *nets, "trainer.parallel=sharded", "trainer.batch_size=64",
                        "trainer.checkpoint_every=23", f"trainer.resume={sharded}", f"hydra.run.dir={sharded}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert summary(sharded)["resumed_from_step"] == 46  # the final checkpoint: nothing trained again
+    again = summary(sharded)  # the own modules restored from the checkpoint train on to the same numbers
+    assert again["resumed_from_step"] == 23 and again["val/loss"] == first["val/loss"]
 
 
 def test_the_python_example_runs(user_dir):

@@ -56,7 +56,7 @@ def test_a_linear_autoencoder_learns_the_principal_subspace(tmp_path):
     def sample(n):
         return (rng.normal(size=(n, 3)) * [3.0, 2.0, 1.5]) @ basis.T + 0.1 * rng.normal(size=(n, 8)) + 0.5
     x_train, x_test = sample(2000).astype(np.float32), sample(500).astype(np.float32)
-    data = Dataset("subspace", x_train, np.zeros(2000, np.int32), x_test, np.zeros(500, np.int32), ("all",), False)
+    data = Dataset("subspace", x_train, None, x_test, None, (), False)  # no labels: nothing to probe
     model, summary = _train(tmp_path, data, "variant=linear", "model.latent_dim=3", "optimizer.lr=3e-2",
                             "optimizer.schedule=cosine", "trainer.epochs=150", "trainer.batch_size=100",
                             "trainer.eval_every=150")

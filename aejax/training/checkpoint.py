@@ -122,6 +122,7 @@ class Checkpoints:
             kept = [s for s in self.steps() if s != step]
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             full = getattr(e, "errno", None) == errno.ENOSPC or "os_error_code='28'" in str(e) or "No space left" in str(e)
+            self.close()  # join orbax's background threads now, not while the interpreter shuts down
             raise CheckpointError(
                 f"could not write the checkpoint of step {step} to {self.directory} "
                 f"({'the disk is full: ' if full else ''}{text}); "
@@ -168,4 +169,8 @@ class Checkpoints:
 
     def close(self) -> None:
         if "manager" in self.__dict__:  # created (cached_property): there is something to close
-            self.manager.close()
+            try:
+                self.manager.close()
+            except Exception as e:  # a manager whose last save failed (a full disk) may fail to close too
+                log.warning("closing the checkpoints in %s: %s", self.directory, e)
+            del self.__dict__["manager"]

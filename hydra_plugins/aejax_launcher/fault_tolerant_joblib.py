@@ -17,7 +17,6 @@ from typing import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra_plugins.hydra_joblib_launcher._core import execute_job
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from omegaconf import open_dict
 
@@ -32,6 +31,7 @@ def _workers(n_jobs) -> int:
 
 class FaultTolerantJoblibLauncher(JoblibLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from hydra_plugins.hydra_joblib_launcher._core import execute_job  # imports joblib: only when launching
         from joblib.externals.loky import ProcessPoolExecutor
 
         setup_globals()
