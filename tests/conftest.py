@@ -120,3 +120,31 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.dataset)
         if item.module.__name__ == "test_multihost":
             item.add_marker(pytest.mark.multiprocess)
+
+
+@contextlib.contextmanager
+def wandb_server_refusing_keys():
+    """A W&B server on 127.0.0.1 that answers HTTP 401 ("invalid api key") to everything; yields its URL."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def _deny(self):
+            body = b'{"errors": [{"message": "invalid api key"}]}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = _deny
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

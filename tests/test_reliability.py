@@ -3,15 +3,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
-from conftest import offline_env, tmpfs
+from conftest import offline_env, tmpfs, wandb_server_refusing_keys
+from interrupted import checkpoint_steps, final_params, rows, start, wait_for_checkpoint
 
 from aejax.errors import EXIT_DIVERGED
 from aejax.training.checkpoint import CheckpointError, Checkpoints
@@ -25,30 +24,15 @@ RUN = ("trainer.epochs=40", "trainer.checkpoint_every=12", "trainer.checkpoint_k
 
 
 def _start(run_dir: Path, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "aejax", f"hydra.run.dir={run_dir}", *RUN, *overrides],
-                            cwd=run_dir.parent, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return start(run_dir, *overrides, run=RUN)
 
 
-def _wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, at_least: int) -> None:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        steps = _checkpoint_steps(run_dir)
-        if steps and max(steps) >= at_least:
-            return
-        assert proc.poll() is None, f"the run ended before step {at_least}: {proc.communicate()}"
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint in time")
 
 
-def _final_params(run_dir: Path) -> list[np.ndarray]:
-    step = _checkpoint_steps(run_dir)[-1]
-    tree = ocp.PyTreeCheckpointer().restore(run_dir / "checkpoints" / str(step) / "state")
-    return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +62,12 @@ def _resume_and_compare(run_dir: Path, reference: Path, checkpoint: int) -> None
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed_from_step"] == checkpoint and summary["steps"] == 480
     assert f"from the checkpoint of step {checkpoint} (epoch {checkpoint // 12})" in (session / "aejax.log").read_text()
-    rows, expected = _rows(run_dir), _rows(reference)
-    assert [r["step"] for r in rows] == [r["step"] for r in expected]  # no step twice, none missing
-    assert rows == expected  # bit-identical losses
+    got, expected = rows(run_dir), rows(reference)
+    assert [r["step"] for r in got] == [r["step"] for r in expected]  # no step twice, none missing
+    assert got == expected  # bit-identical losses
     assert summary["status"] == "finished" and summary["val/loss"] == json.loads(
         (reference / "summary.json").read_text())["val/loss"]
-    for a, b in zip(_final_params(run_dir), _final_params(reference), strict=True):
+    for a, b in zip(final_params(run_dir), final_params(reference), strict=True):
         np.testing.assert_array_equal(a, b)
     # the snapshots are the reference's too (the later ones were taken again)
     for ours in sorted((run_dir / "snapshots").glob("step_*.npz")):
@@ -106,24 +90,24 @@ def _resume_and_compare(run_dir: Path, reference: Path, checkpoint: int) -> None
 def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, uninterrupted):
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
-    _wait_for_checkpoint(run_dir, proc, at_least=36)
+    wait_for_checkpoint(run_dir, proc, at_least=36)
     proc.kill()  # SIGKILL: no handler runs
     proc.communicate()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
-    _resume_and_compare(run_dir, uninterrupted, checkpoint=_checkpoint_steps(run_dir)[-1])
+    _resume_and_compare(run_dir, uninterrupted, checkpoint=checkpoint_steps(run_dir)[-1])
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path, uninterrupted):
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
-    _wait_for_checkpoint(run_dir, proc, at_least=24)
+    wait_for_checkpoint(run_dir, proc, at_least=24)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED == 75, err
     summary = json.loads((run_dir / "summary.json").read_text())
-    steps = _checkpoint_steps(run_dir)
+    steps = checkpoint_steps(run_dir)
     assert summary["status"] == "preempted" and steps[-1] == summary["preempted_at_step"] < 480
-    assert _rows(run_dir)[-1]["step"] == steps[-1] and "trainer.resume=" in err
+    assert rows(run_dir)[-1]["step"] == steps[-1] and "trainer.resume=" in err
     _resume_and_compare(run_dir, uninterrupted, checkpoint=steps[-1])
 
 
@@ -137,18 +121,15 @@ def test_a_diverging_run_is_marked_and_keeps_its_last_good_checkpoint(tmp_path):
     assert proc.returncode == EXIT_DIVERGED == 5
     assert summary["status"] == "diverged" and "diverged" in proc.stderr
     bad, good = summary["diverged_at_step"], summary["last_checkpoint_step"]
-    assert good < bad and _checkpoint_steps(run_dir)[-1] == good
-    assert all(np.isfinite(leaf).all() for leaf in _final_params(run_dir))  # the kept state is sound
-    assert all(r["step"] < bad for r in _rows(run_dir))  # no rows from the spoilt state
+    assert good < bad and checkpoint_steps(run_dir)[-1] == good
+    assert all(np.isfinite(leaf).all() for leaf in final_params(run_dir))  # the kept state is sound
+    assert all(r["step"] < bad for r in rows(run_dir))  # no rows from the spoilt state
     wandb_summary = [r.summary for r in iter_records(next((run_dir / "wandb").glob("offline-run-*/run-*.wandb")))
                      if r.WhichOneof("record_type") == "summary"]
     assert any(item.key == "status" and json.loads(item.value_json) == "diverged"
                for s in wandb_summary for item in s.update)
 
 
-def _checkpoint_steps(run_dir: Path) -> list[int]:
-    folder = run_dir / "checkpoints"
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 def _state(value: float) -> TrainState:  # random weights: constant ones would compress to nothing
@@ -247,34 +228,13 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(small
 
 def test_invalid_wandb_credentials_fall_back_to_offline_and_train(tmp_path):
     """A W&B server on 127.0.0.1 that refuses the key (HTTP 401 for everything)."""
-    import http.server
-    import threading
-
-    class Refuse(http.server.BaseHTTPRequestHandler):
-        def _deny(self):
-            body = b'{"errors": [{"message": "invalid api key"}]}'
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = _deny
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        env = {**offline_env(), "WANDB_API_KEY": "f" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+    with wandb_server_refusing_keys() as url:
+        env = {**offline_env(), "WANDB_API_KEY": "f" * 40, "WANDB_BASE_URL": url}
         env.pop("WANDB_MODE")
         run_dir = tmp_path / "run"
         proc = subprocess.run([sys.executable, "-m", "aejax", f"hydra.run.dir={run_dir}", "trainer.epochs=2",
                                "logger.init_timeout=20", "eval.enabled=false", "snapshot.every=0"],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    finally:
-        server.shutdown()
     assert proc.returncode == 0, proc.stderr
     assert "W&B online init failed (invalid api key); logging offline instead" in (run_dir / "aejax.log").read_text()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
@@ -285,13 +245,13 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path):
     """SIGINT (Ctrl-C) as SIGTERM: the running segment ends, a checkpoint, exit 75, status preempted."""
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
-    _wait_for_checkpoint(run_dir, proc, at_least=12)
+    wait_for_checkpoint(run_dir, proc, at_least=12)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED, err
     summary = json.loads((run_dir / "summary.json").read_text())
     step = summary["preempted_at_step"]
-    assert summary["status"] == "preempted" and _checkpoint_steps(run_dir)[-1] == step < 480
+    assert summary["status"] == "preempted" and checkpoint_steps(run_dir)[-1] == step < 480
     assert f"stopped by SIGINT after step {step}; checkpoint of step {step}" in err
     assert f"trainer.resume={run_dir}" in err
 

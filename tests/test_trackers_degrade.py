@@ -2,14 +2,12 @@
 run leaves one warning line and the run goes on with its run directory; ``logger.mode=online``
 without credentials is refused before training (exit 2) with the fix; an empty or unknown
 ``WANDB_MODE`` is ignored instead of crashing every W&B run."""
-import http.server
 import json
 import logging
-import threading
 
 import pytest
 import wandb
-from conftest import offline_env, run_cli
+from conftest import offline_env, wandb_server_refusing_keys
 from omegaconf import OmegaConf
 
 from aejax.config import LoggerConfig
@@ -54,29 +52,10 @@ def test_online_without_credentials_is_refused_before_training(tmp_path):
 
 def test_online_with_a_refused_key_trains_and_says_so_in_one_line(tmp_path):
     """A W&B server on 127.0.0.1 that answers 401 to everything; logger.mode=online asked for it."""
-    class Refuse(http.server.BaseHTTPRequestHandler):
-        def _deny(self):
-            body = b'{"errors": [{"message": "invalid api key"}]}'
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_GET = do_POST = do_PUT = _deny
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     run_dir = tmp_path / "run"
-    try:
+    with wandb_server_refusing_keys() as url:
         out = _cli(tmp_path, f"hydra.run.dir={run_dir}", *SHORT, "logger.mode=online", "logger.init_timeout=20",
-                   WANDB_MODE=None, WANDB_API_KEY="f" * 40,
-                   WANDB_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
+                   WANDB_MODE=None, WANDB_API_KEY="f" * 40, WANDB_BASE_URL=url)
     assert out.returncode == 0, out.stderr
     lines = [line for line in (out.stdout + out.stderr).splitlines() if "W&B failed while opening" in line]
     assert len(lines) == 1 and f"logging to its run directory {run_dir} only" in lines[0]
