@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from conftest import offline_env
@@ -80,3 +81,19 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
     assert summary(run_dir)["val/loss"] == summary(reference)["val/loss"]
     for a, b in zip(final_params(run_dir), final_params(reference), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def small_state(value: float):
+    """A small TrainState to checkpoint (random weights: constant ones would compress to nothing)."""
+    from aejax.training.state import TrainState
+
+    params = {"w": value + jax.random.normal(jax.random.key(0), (64, 32)), "b": jnp.zeros(32)}
+    return TrainState(step=jnp.int32(3), params=params, opt_state=(jnp.ones(3),), rng=jax.random.key(7))
+
+
+def reference_run(tmp_path_factory, *overrides: str) -> Path:
+    """An uninterrupted run with ``overrides``, to compare interrupted ones with."""
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    out = train(f"hydra.run.dir={run_dir}", *overrides, cwd=run_dir.parent)
+    assert out.returncode == 0, out.stderr
+    return run_dir

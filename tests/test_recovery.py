@@ -5,7 +5,7 @@ run is the uninterrupted one: the same metrics, final state, val/loss and snapsh
 import numpy as np
 import pytest
 from conftest import offline_env  # noqa: F401  (conftest first: the CPU devices)
-from interrupted import RUN, assert_same_run, checkpoint_steps, start, summary, train, wait_for_checkpoint
+from interrupted import RUN, assert_same_run, checkpoint_steps, reference_run, start, summary, train, wait_for_checkpoint
 
 # snapshots every 5 epochs (60 steps), and enough checkpoints kept to go back before one
 RECOVER = (*RUN, "snapshot.every=5", "snapshot.probe_size=64", "snapshot.images=false", "trainer.checkpoint_keep=10")
@@ -13,10 +13,7 @@ RECOVER = (*RUN, "snapshot.every=5", "snapshot.probe_size=64", "snapshot.images=
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("ref") / "run"
-    out = train(f"hydra.run.dir={run_dir}", *RECOVER, cwd=run_dir.parent)
-    assert out.returncode == 0, out.stderr
-    return run_dir
+    return reference_run(tmp_path_factory, *RECOVER)
 
 
 def _snapshot_steps(run_dir):

@@ -6,16 +6,15 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import offline_env, tmpfs, wandb_server_refusing_keys
 from interrupted import checkpoint_steps, final_params, rows, start, wait_for_checkpoint
+from interrupted import small_state as _state  # also imported by the FULL_DISK script below
 
 from aejax.errors import EXIT_DIVERGED
 from aejax.training.checkpoint import CheckpointError, Checkpoints
 from aejax.training.preemption import EXIT_PREEMPTED
-from aejax.training.state import TrainState
 from aejax.tracking.wandb_file import iter_records
 
 # 40 epochs of 12 steps, a checkpoint after each epoch: long enough to be interrupted
@@ -131,10 +130,6 @@ def test_a_diverging_run_is_marked_and_keeps_its_last_good_checkpoint(tmp_path):
 
 
 
-
-def _state(value: float) -> TrainState:  # random weights: constant ones would compress to nothing
-    params = {"w": value + jax.random.normal(jax.random.key(0), (64, 32)), "b": jnp.zeros(32)}
-    return TrainState(step=jnp.int32(3), params=params, opt_state=(jnp.ones(3),), rng=jax.random.key(7))
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_one_before_and_says_so(tmp_path, caplog):

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 from conftest import offline_env  # noqa: F401  (conftest first: the CPU devices)
-from interrupted import (RUN, assert_same_run, checkpoint_steps, rows, start, summary, train,
+from interrupted import (RUN, assert_same_run, checkpoint_steps, reference_run, rows, start, summary, train,
                          wait_for_checkpoint)
 
 from aejax.training.preemption import EXIT_PREEMPTED
@@ -13,10 +13,7 @@ from aejax.training.preemption import EXIT_PREEMPTED
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("ref") / "run"
-    out = train(f"hydra.run.dir={run_dir}", *RUN, cwd=run_dir.parent)
-    assert out.returncode == 0, out.stderr
-    return run_dir
+    return reference_run(tmp_path_factory, *RUN)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1])

@@ -3,20 +3,14 @@
 Orbax restores a checkpoint with a few garbled bytes (file sizes unchanged) without any error, as
 other numbers: a resumed run silently became another one and overwrote the good summary.
 """
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import offline_env  # noqa: F401  (conftest first: the CPU devices)
 from interrupted import RUN, assert_same_run, checkpoint_steps, garble, start, train, wait_for_checkpoint
+from interrupted import small_state as _state
 
 from aejax.training.checkpoint import CheckpointError, Checkpoints
-from aejax.training.state import TrainState
 
-
-def _state(value: float) -> TrainState:  # random weights: constant ones would compress to nothing
-    params = {"w": value + jax.random.normal(jax.random.key(0), (64, 32)), "b": jnp.zeros(32)}
-    return TrainState(step=jnp.int32(3), params=params, opt_state=(jnp.ones(3),), rng=jax.random.key(7))
 
 
 def test_a_garbled_checkpoint_is_caught_by_its_digest_and_the_one_before_is_used(tmp_path, caplog):
