@@ -9,6 +9,8 @@ per seed) by one compiled function, which returns in one transfer:
   would move to lower its loss; drawn as trails it shows where training pulls the latent space.
 - ``recon``: the decoded probe points; for 2-D codes the decoded manifold, a ``grid x grid``
   lattice over the codes' range; for VAEs decoded prior samples and an interpolation.
+- for a dense decoder (``aejax.analysis.dense_decoder``), its weights ``decoder_w<i>``,
+  ``decoder_b<i>``: the explorer page decodes any clicked code with them.
 
 Each point's loss is independent of the others, so the gradient of their sum with respect to
 all codes is every point's own gradient. For k > 2 codes, the 2-D view is a PCA projection
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from aejax.analysis.dense_decoder import dense_layers
 from aejax.variants.losses import RECON_LOSSES
 
 
@@ -71,6 +74,9 @@ def make_snapshot_fn(graphdef: nnx.GraphDef, recon: str, grid: int, interp_steps
         loss, pullback = jax.vjp(lambda z: recon_loss(x, model.decode_logits(z), model.activate), z)
         (grad,) = pullback(jnp.ones_like(loss))  # points are independent: row i is ∂loss_i/∂z_i
         out = {"z": z, "grad": grad, "loss": loss, "recon": model.decode(z).astype(jnp.float16)}
+        layers = dense_layers(model)  # a dense decoder's weights: the explorer runs it at a clicked code
+        if layers is not None:
+            out.update(layers.arrays())
         if z.shape[1] == 2:
             lo, hi = z.min(axis=0), z.max(axis=0)
             pad = 0.05 * jnp.maximum(hi - lo, 1e-3)

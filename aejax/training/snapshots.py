@@ -10,7 +10,8 @@ dispatching the next epoch, so the host's work overlaps the device's. The figure
 Files: ``snapshots/probe.npz`` (the probe inputs, labels, test indices, class names) once,
 then per snapshot ``step``, ``epoch``, ``z``, ``grad``, ``loss``, ``labels``, ``z_2d``,
 ``grad_2d``, ``pca_mean``, ``pca_components``, ``recon`` and, as they apply, ``grid_z1``,
-``grid_z2``, ``grid_decoded`` (2-D codes) and ``samples``, ``interp`` (VAEs). Data without labels
+``grid_z2``, ``grid_decoded`` (2-D codes), ``samples``, ``interp`` (VAEs) and a dense decoder's
+weights ``decoder_w<i>``, ``decoder_b<i>``, ``decoder_activation``, ``decoder_output``. Data without labels
 has no ``labels`` in either file (and empty class names); its figures use one colour.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from aejax.analysis.dense_decoder import dense_layers
 from aejax.analysis.snapshot import (Projection, SnapshotConfig, interpolation_pair, limits_of, make_snapshot_fn,
                                      select_probe, table_columns, table_rows)
 from aejax.analysis.snapshot_files import snapshot_name
@@ -75,6 +77,7 @@ class SnapshotRecorder:
         self._started = time.perf_counter()
         self.figure_steps: list[int] = []  # the snapshots that got figures
         self.host_seconds = 0.0  # time the host spent on snapshots (fetch, files, figures, logging)
+        self.decoder_meta: dict[str, np.ndarray] = {}  # a dense decoder's activations (set by Snapshots)
 
     def start(self) -> None:
         """Training starts now: the figure budget counts from here."""
@@ -146,6 +149,8 @@ class SnapshotRecorder:
         arrays.update(step=np.int64(step), epoch=np.float64(epoch),
                       z_2d=self.projection.points(arrays["z"]), grad_2d=self.projection.directions(arrays["grad"]),
                       pca_mean=self.projection.mean, pca_components=self.projection.components)
+        if "decoder_w0" in arrays:
+            arrays.update(self.decoder_meta)
         np.savez(self.folder / f"{snapshot_name(step)}.npz", **arrays)
         self.limits = limits_of(arrays["z_2d"], self.limits)
         self.frames.append((arrays["z_2d"], arrays["grad_2d"], f"step {step} (epoch {epoch:g})"))
@@ -232,6 +237,10 @@ class Snapshots:
         sc = recorders[0].settings
         args = jax.tree.map(lambda *a: np.stack(a), *(r.args for r in recorders)) if batched else recorders[0].args
         self._args = jax.device_put(args)
+        layers = dense_layers(nnx.merge(graphdef, params))  # static: the activations' names
+        for recorder in recorders:
+            recorder.decoder_meta = {} if layers is None else {"decoder_activation": np.str_(layers.activation),
+                                                               "decoder_output": np.str_(layers.output)}
         self._fn = make_snapshot_fn(graphdef, recon, sc.grid, sc.interp_steps, batched).lower(
             first_replica(params), *self._args).compile()
 
