@@ -88,10 +88,11 @@
       ctx.fillText(fmt(v, 3), m.l - 4, Y(v));
     }
     ctx.textBaseline = "top";
-    for (const t of ticks(0, sMax, 5)) {  // a label that would run past the canvas' edge is right-aligned to it
-      const half = ctx.measureText(fmt(t)).width / 2, x = X(t);
-      ctx.textAlign = x + half > W - 1 ? "right" : "center";
-      ctx.fillText(fmt(t), x + half > W - 1 ? W - 1 : x, m.t + h + 4);
+    LOSS.xticks = [];  // where each step label went (for tests): none past the canvas' edge
+    for (const t of ticks(0, sMax, 5)) {  // a label that would run past the edge is right-aligned to it
+      const tw = ctx.measureText(fmt(t)).width, x = X(t), right = Math.min(x + tw / 2, W - 1);
+      ctx.textAlign = "right"; ctx.fillText(fmt(t), right, m.t + h + 4);
+      LOSS.xticks.push({ text: fmt(t), left: right - tw, right });
     }
     ctx.textAlign = "center"; ctx.fillText("optimizer step", m.l + w / 2, m.t + h + 19);
     ctx.save(); ctx.translate(11, m.t + h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(log ? "log scale" : "", 0, 0); ctx.restore();
