@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import compose_config, run_cli
-from test_explorer import browser  # noqa: F401  (the headless Chromium fixture)
+from explorer_helpers import browser  # noqa: F401  (the headless Chromium fixture)
 
 from aejax.analysis.snapshot import select_probe, table_columns, table_rows
 from aejax.analysis.snapshot_files import load_snapshots
@@ -211,7 +211,7 @@ def test_the_cli_exits_2_for_a_bad_path_and_3_for_bad_values(tmp_path):
 
 
 def test_the_explorer_page_without_labels_works_in_a_headless_browser(tmp_path, browser):  # noqa: F811
-    from test_explorer import _open, _wait_for_ink, fake_run
+    from explorer_helpers import fake_run, open_page, wait_for_ink
 
     from aejax.analysis.explorer import write_explorer
 
@@ -222,8 +222,8 @@ def test_the_explorer_page_without_labels_works_in_a_headless_browser(tmp_path, 
         if path.name == "probe.npz":
             arrays["class_names"] = np.array([], dtype=str)
         np.savez(path, **arrays)
-    driver = _open(browser, write_explorer(run_dir, tmp_path / "page.html"))
-    assert _wait_for_ink(driver, "scatter") > 0
+    driver = open_page(browser, write_explorer(run_dir, tmp_path / "page.html"))
+    assert wait_for_ink(driver, "scatter") > 0
     assert driver.find_element("id", "legend").text == "no labels: the points are not coloured by class"
     colors = driver.execute_script("return window.aejaxExplorer === undefined ? null : "
                                    "JSON.parse(document.getElementById('aejax-data').textContent).colors")

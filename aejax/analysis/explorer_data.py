@@ -22,7 +22,7 @@ from aejax import rundir
 from aejax.analysis.dense_decoder import from_snapshot
 from aejax.analysis.snapshot_files import SnapshotError, load_snapshots
 
-DECODER_BUDGET = 8_000_000  # bytes of float32 decoder weights in one page (before base64)
+DECODER_BUDGET = 4_000_000  # bytes of float32 decoder weights in one page (before base64)
 ZERO_CLIP = 1e-7  # the all-zeros output under BCE: clipped as TF.js's binaryCrossentropy does
 
 

@@ -68,14 +68,16 @@
   }
 
   // the loss curve: train and val of the reconstruction term, the baselines dashed, the snapshot's step in red
-  const LOSS = { W: three ? 310 : 560, H: 220, l: 52, r: 14, t: 8, b: 34 };
+  const LOSS = { W: three ? 310 : 560, H: three ? 200 : 220, l: 52, r: 14, t: 8, b: 34 };
   function drawLoss() {
     const { W, H } = LOSS, m = LOSS, w = W - m.l - m.r, h = H - m.t - m.b;
     const ctx = fit($("loss-curve"), W, H);
     ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#444";
     const values = D.metrics.flatMap((r) => [r.train, r.val]).filter(ok);
     if (!values.length) { ctx.fillText("no losses in metrics.jsonl", m.l, H / 2); return; }
-    const base = (D.baselines || []).filter((b) => ok(b.value));
+    // baselines more than 3x beyond the losses would squash the curves: named in the note instead of drawn
+    const vlo = Math.min(...values), vhi = Math.max(...values), known = (D.baselines || []).filter((b) => ok(b.value));
+    const base = known.filter((b) => b.value <= 3 * vhi && (vlo <= 0 || b.value >= vlo / 3)), off = known.filter((b) => !base.includes(b));
     const all = values.concat(base.map((b) => b.value)), log = all.every((v) => v > 0), tf = (v) => log ? Math.log10(v) : v;
     let lo = Math.min(...all.map(tf)), hi = Math.max(...all.map(tf));
     if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
@@ -97,14 +99,11 @@
     ctx.textAlign = "center"; ctx.fillText("optimizer step", m.l + w / 2, m.t + h + 19);
     ctx.save(); ctx.translate(11, m.t + h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(log ? "log scale" : "", 0, 0); ctx.restore();
     ctx.strokeStyle = "#888"; ctx.strokeRect(m.l, m.t, w, h);
-    ctx.save(); ctx.setLineDash([5, 4]); ctx.lineWidth = 1.2; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+    ctx.save(); ctx.setLineDash([5, 4]); ctx.lineWidth = 1.2;
     let below = -Infinity;  // labels from the top down, each at least a line below the one before
-    base.slice().sort((a, b) => Y(a.value) - Y(b.value)).forEach((b) => {
-      ctx.strokeStyle = "#777"; ctx.fillStyle = "#555";
-      ctx.beginPath(); ctx.moveTo(m.l, Y(b.value)); ctx.lineTo(m.l + w, Y(b.value)); ctx.stroke();
-      below = Math.max(Y(b.value) - 1, m.t + 12, below + 12);
-      ctx.fillText(`${b.label}: ${fmt(b.value, 3)}`, m.l + 4, below);
-    });
+    const rows = base.map((b) => ({ y: Y(b.value), text: `${b.label}: ${fmt(b.value, 3)}` })).sort((a, b) => a.y - b.y);
+    ctx.strokeStyle = "#777";
+    for (const { y } of rows) { ctx.beginPath(); ctx.moveTo(m.l, y); ctx.lineTo(m.l + w, y); ctx.stroke(); }
     ctx.restore();
     [["train", "#1f77b4"], ["val", "#ff7f0e"]].forEach(([key, c]) => {
       const pts = D.metrics.filter((r) => ok(r[key]));
@@ -114,12 +113,19 @@
       ctx.stroke();
       if (pts.length === 1) { ctx.beginPath(); ctx.arc(X(pts[0].step), Y(pts[0][key]), 2.5, 0, 2 * Math.PI); ctx.fill(); }
     });
+    ctx.font = "11px system-ui, sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+    for (const { y, text } of rows) {  // the baselines' labels, over the curves
+      below = Math.max(y - 2 < m.t + 11 ? y + 13 : y - 2, below + 12);  // above its line, or below at the top
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; ctx.fillRect(m.l + 3, below - 11, ctx.measureText(text).width + 2, 11);
+      ctx.fillStyle = "#444"; ctx.fillText(text, m.l + 4, below);
+    }
     const x = X(snap().step);
     ctx.strokeStyle = "#d62728"; ctx.lineWidth = 1.5; ctx.beginPath(); ctx.moveTo(x, m.t); ctx.lineTo(x, m.t + h); ctx.stroke();
     const what = D.loss_name === "recon" ? "Reconstruction loss" : "Loss";
-    $("loss-title").textContent = `${what}` + (D.header.recon ? ` (${String(D.header.recon).toUpperCase()}, mean per value)` : "");
+    $("loss-title").textContent = `${what}` + (D.header.recon ? ` (${String(D.header.recon).toUpperCase()})` : "");
     $("loss-note").innerHTML = `<b style="color:#1f77b4">—</b> train/${D.loss_name} <b style="color:#ff7f0e">—</b> val/${D.loss_name} ` +
-      '<b style="color:#d62728">|</b> this snapshot' + (base.length ? "; dashed: the loss of outputs that ignore the input, on the probe set" : "");
+      '<b style="color:#d62728">|</b> this snapshot; losses are means per value' + (base.length ? "; dashed: the loss of outputs that ignore the input, on the probe set" : "") +
+      off.map((b) => `; ${b.label}: ${fmt(b.value, 3)} (${b.value > vhi ? "above" : "below"} the chart)`).join("");
   }
 
   // follow mode (aejax-explore --follow): reload while the run trains, keeping what the reader set

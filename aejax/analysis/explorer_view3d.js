@@ -26,12 +26,19 @@
     for (let i = 0; i < 8; i++) for (let j = i + 1; j < 8; j++) if ([1, 2, 4].includes(i ^ j)) {
       ctx.beginPath(); ctx.moveTo(corners[i][0], corners[i][1]); ctx.lineTo(corners[j][0], corners[j][1]); ctx.stroke();
     }
-    const o = [box3.c[0] - box3.r, box3.c[1] - box3.r, box3.c[2] - box3.r];  // the axes from one corner
+    // axis names beside edges on the outline: x1 and x2 along the bottom edges at the lowest corner, x3 up the leftmost
+    const at = (a, b, c) => corners[(a + 1) / 2 * 4 + (b + 1) / 2 * 2 + (c + 1) / 2];
+    const sign = [-1, 1];
+    let low = [-1, -1], left = [-1, -1, -1];
+    for (const a of sign) for (const b of sign) {
+      if (at(a, b, -1)[1] > at(...low, -1)[1]) low = [a, b];
+      if (at(a, b, -1)[0] < at(...left)[0]) left = [a, b, -1];
+    }
     ctx.fillStyle = "#666"; ctx.font = "11px system-ui, sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
-    ["x1", "x2", "x3"].forEach((name, d) => {
-      const end = o.slice(); end[d] += 2.2 * box3.r;
-      const [px, py] = project3(end); ctx.fillText(name, px, py);
-    });
+    const label = (name, p, q, dx, dy) => ctx.fillText(name, (p[0] + q[0]) / 2 + dx, (p[1] + q[1]) / 2 + dy);
+    label("x1", at(...low, -1), at(-low[0], low[1], -1), 0, 12);
+    label("x2", at(...low, -1), at(low[0], -low[1], -1), 0, 12);
+    label("x3", at(...left), at(left[0], left[1], 1), -12, 0);
   }
 
   /** One 3-D view: ``values`` (one [x1, x2, x3] per probe point), the hovered point ringed, ``extra`` marked with a cross. */
