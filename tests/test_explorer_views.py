@@ -235,3 +235,14 @@ def test_a_followed_page_reloads_with_new_snapshots_and_keeps_the_readers_place(
         "return window.aejaxExplorer && window.aejaxExplorer.data.snapshots.length") == 4)
     assert driver.execute_script(API + "current") == 1  # the reader's snapshot, not the newest
     driver.find_element("id", "follow-toggle").click()  # stop reloading
+
+
+def test_follow_on_an_ended_run_writes_the_page_once_and_a_bad_interval_is_exit_2(tmp_path, capsys):
+    from aejax.analysis.explorer import main
+
+    run = fake_run(tmp_path / "run")
+    rundir.write_summary(run, {"status": "failed"})
+    assert main(["--follow", str(run), "--interval", "0.01"]) == 0
+    assert "the run is failed: wrote the final page" in capsys.readouterr().out
+    assert '"follow":null' in (run / "explorer.html").read_text()
+    assert main([str(run), "--interval", "0"]) == 2 and "--interval must be > 0" in capsys.readouterr().err
