@@ -246,3 +246,29 @@ def test_follow_on_an_ended_run_writes_the_page_once_and_a_bad_interval_is_exit_
     assert "the run is failed: wrote the final page" in capsys.readouterr().out
     assert '"follow":null' in (run / "explorer.html").read_text()
     assert main([str(run), "--interval", "0"]) == 2 and "--interval must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides,exported", [
+    (["decoder=conv", "encoder=conv"], False),  # the page cannot run it: the decoded grid instead
+    (["decoder.norm=layer"], False),
+    (["model.dtype=bfloat16"], False),
+    (["decoder.tied=true"], True),
+    (["decoder.activation=gelu"], True),
+])
+def test_which_decoders_the_page_runs_and_the_export_decodes_as_the_model(overrides, exported):
+    import jax
+    import jax.numpy as jnp
+
+    from conftest import compose_config
+
+    from aejax.analysis.dense_decoder import dense_layers
+    from aejax.assemble import build_model
+
+    cfg = compose_config("dataset=digits", *overrides)
+    model = build_model(cfg, (8, 8, 1), "sigmoid", jax.random.key(0))
+    layers = dense_layers(model)
+    assert (layers is not None) == exported
+    if exported:
+        z = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
+        np.testing.assert_allclose(decode(layers, z), np.asarray(model.decode(jnp.asarray(z))).reshape(5, -1),
+                                   atol=1e-5)
