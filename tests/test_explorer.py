@@ -7,14 +7,13 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from aejax.analysis.explorer import main, write_explorer
-from explorer_helpers import (BOX, as_uint8, browser, fake_run, ink, mouse_to, open_page, pixels,  # noqa: F401
+from explorer_helpers import (as_uint8, browser, fake_run, ink, mouse_to, open_page, pixels,  # noqa: F401
                               set_slider, shown_image, wait_for_ink)
 
 

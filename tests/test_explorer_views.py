@@ -89,7 +89,6 @@ def _isolated(points: np.ndarray, lo: float, hi: float) -> int:
     return int(np.argmax(np.where(inside, distance.min(axis=1), -1)))
 
 
-@pytest.mark.browser
 def test_3d_views_rotate_and_hover_is_linked_across_input_latent_and_reconstruction(browser, layers3d_run, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -141,7 +140,6 @@ def test_3d_views_rotate_and_hover_is_linked_across_input_latent_and_reconstruct
     assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-@pytest.mark.browser
 @pytest.mark.parametrize("kind", ["layers3d", "image"])
 def test_the_page_fits_1280x800_with_no_horizontal_scroll(browser, layers3d_run, tmp_path, kind):
     run_dir = layers3d_run[0] if kind == "layers3d" else fake_run(tmp_path / "run", shape=(28, 28, 1))
@@ -162,7 +160,6 @@ def test_the_page_fits_1280x800_with_no_horizontal_scroll(browser, layers3d_run,
         browser.set_window_size(1280, 1000)
 
 
-@pytest.mark.browser
 def test_axes_fit_each_snapshot_and_trails_stay_visible(browser, layers3d_run, tmp_path):
     run = fake_run(tmp_path / "run", shape=(8, 8, 1))  # step 0's codes span a fifth of the last's
     driver = open_page(browser, write_explorer(run, tmp_path / "page.html"))
@@ -218,7 +215,6 @@ def test_follow_rewrites_the_page_while_the_run_trains(tmp_path):
     assert "finished" in lines[-1]
 
 
-@pytest.mark.browser
 def test_a_followed_page_reloads_with_new_snapshots_and_keeps_the_readers_place(browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
