@@ -237,7 +237,7 @@ class Snapshots:
         sc = recorders[0].settings
         args = jax.tree.map(lambda *a: np.stack(a), *(r.args for r in recorders)) if batched else recorders[0].args
         self._args = jax.device_put(args)
-        layers = dense_layers(nnx.merge(graphdef, params))  # static: the activations' names
+        layers = dense_layers(nnx.merge(graphdef, first_replica(params)))  # static: the activations' names
         for recorder in recorders:
             recorder.decoder_meta = {} if layers is None else {"decoder_activation": np.str_(layers.activation),
                                                                "decoder_output": np.str_(layers.output)}
