@@ -71,7 +71,7 @@ def _signature(run_dir: Path) -> tuple:
 def follow(run_dir: Path, out: Path | None = None, interval: float = 5.0,
            report: Callable[[str], None] = print) -> Path:
     """Rewrite the page whenever the run writes a snapshot, while its summary says it is running (or
-    it has none yet); then write it once more, without the reload, and return its path."""
+    it has none yet: a run starting); then write it once more, without the reload, and return its path."""
     run_dir, seen, page = Path(run_dir), None, None
     while True:
         live = rundir.run_status(run_dir) in (rundir.RUNNING, rundir.MISSING)
@@ -84,7 +84,8 @@ def follow(run_dir: Path, out: Path | None = None, interval: float = 5.0,
             except (SnapshotError, OSError, ValueError, EOFError, zipfile.BadZipFile):  # a file being written
                 time.sleep(interval)
                 continue
-            report(f"{PROG}: {page} updated ({sum(n.startswith('step_') for n, *_ in signature)} snapshots); "
+            count = sum(name.startswith("step_") for name, *_ in signature)
+            report(f"{PROG}: {page} updated ({count} snapshot{'s' if count != 1 else ''}); "
                    f"the page reloads every {interval:g} s")
             seen = signature
         time.sleep(interval)
@@ -111,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.follow:
-            if not args.run_dir.is_dir():
-                raise SnapshotError(f"{args.run_dir} is not a directory")
+            if not args.run_dir.is_dir():  # a run just launched: its directory comes first
+                print(f"{PROG}: waiting for {args.run_dir} to appear (Ctrl-C to stop)")
+                while not args.run_dir.is_dir():
+                    time.sleep(args.interval)
             follow(args.run_dir, args.out, args.interval)
             return 0
         out = write_explorer(args.run_dir, args.out)
