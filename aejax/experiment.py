@@ -28,6 +28,7 @@ from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
+from aejax.training.state import variables
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
                 continue
             if built.eval.enabled and writer:  # on one device, with no other process involved
                 key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
-                result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(result.state.params),
+                result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(variables(result.state)),
                                                key, pca_mse=pca, recon=getattr(built.parts.objective, "recon", "mse"),
                                                batch_size=built.parts.trainer.eval_batch_size))
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
