@@ -15,6 +15,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax import distributed
+from aejax.analysis.code_figures import write_code_figure
 from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.assemble import assemble, load_data
 from aejax.config import validate
@@ -196,6 +197,8 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
                                                key, pca_mse=pca, recon=getattr(built.parts.objective, "recon", "mse"),
                                                batch_size=built.parts.trainer.eval_batch_size))
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
+                write_code_figure(dir_, result.graphdef, first_replica(variables(result.state)), data.x_test,
+                                  data.ground_truth, built.parts.trainer.eval_batch_size)
             tracker.summary({**result.summary, "run_dir": str(dir_)})
             statuses[i] = "finished"
     except Preempted as e:
