@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from aejax.models.autoencoder import Coding
 from aejax.models.variables import Statistic, UnitNorm
 
 SPARSE_CODES = ("topk", "batchtopk", "jumprelu")
@@ -95,7 +96,7 @@ def _step_bwd(bandwidth, saved, g):
 step_fn.defvjp(_step_fwd, _step_bwd)
 
 
-class SparseAutoencoder(nnx.Module):
+class SparseAutoencoder(Coding, nnx.Module):
     head = "deterministic"
 
     def __init__(self, example_shape: tuple[int, ...], latent_dim: int, code: str, *, k: int = 0,
@@ -160,18 +161,6 @@ class SparseAutoencoder(nnx.Module):
         """The dictionary: unit-norm decoder directions, ``[latent_dim, values]``."""
         return self.decoder_kernel[...]
 
-    def encode(self, x: jax.Array) -> jax.Array:
-        return self.code_params(self.features(x))[0]
-
     def decode_logits(self, z: jax.Array) -> jax.Array:
         out = z @ self.decoder_kernel[...] + self.pre_bias[...]
         return out.reshape(z.shape[0], *self.example_shape)
-
-    def activate(self, logits: jax.Array) -> jax.Array:
-        return jax.nn.sigmoid(logits) if self.output == "sigmoid" else logits
-
-    def decode(self, z: jax.Array) -> jax.Array:
-        return self.activate(self.decode_logits(z))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.decode(self.encode(x))
