@@ -208,3 +208,16 @@ def test_a_seed_batch_of_saes_equals_its_separate_runs(tmp_path):
 def test_settings_a_sparse_autoencoder_cannot_take_are_refused(override, key, tmp_path):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         aejax.train(["variant=topk_sae", *TINY, *override], run_dir=tmp_path / "r")
+
+
+def test_a_sharded_sae_run_updates_its_state_as_one_device(tmp_path):
+    if len(jax.devices()) < 4:
+        pytest.skip("needs the virtual CPU devices of conftest.py")
+    args = ["variant=batchtopk_sae", "variant.k=4", *TINY, "eval.enabled=false", "trainer.batch_size=96"]
+    one = aejax.train([*args, "trainer.parallel=none"], run_dir=tmp_path / "one")
+    many = aejax.train([*args, "trainer.parallel=sharded"], run_dir=tmp_path / "many")
+    assert many.summary["devices"] > 1
+    assert many.summary["val/loss"] == pytest.approx(one.summary["val/loss"], rel=1e-5)
+    for name in ("threshold", "since_fired", "decoder_kernel"):
+        np.testing.assert_allclose(np.asarray(getattr(many.model, name)[...]), np.asarray(getattr(one.model, name)[...]),
+                                   rtol=1e-5, atol=1e-6)
