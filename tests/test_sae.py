@@ -221,3 +221,18 @@ def test_a_sharded_sae_run_updates_its_state_as_one_device(tmp_path):
     for name in ("threshold", "since_fired", "decoder_kernel"):
         np.testing.assert_allclose(np.asarray(getattr(many.model, name)[...]), np.asarray(getattr(one.model, name)[...]),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_an_npz_of_ones_own_activations_with_features_is_scored_against_them(tmp_path):
+    from aejax.data.synthetic import superposition_arrays
+    from aejax.errors import DataError
+
+    x, features = superposition_arrays(aejax.compose(TINY).dataset)
+    np.savez(tmp_path / "acts.npz", x_train=x[:800], x_test=x[800:], features=features)
+    rest = [a for a in TINY if not a.startswith("dataset")]
+    args = ["variant=topk_sae", "variant.k=4", *rest, "dataset=array", f"dataset.path={tmp_path / 'acts.npz'}"]
+    run = aejax.train(args, run_dir=tmp_path / "r")
+    assert run.summary["test/mmcs"] == pytest.approx(mmcs(features, np.asarray(run.model.directions())), rel=1e-6)
+    np.savez(tmp_path / "bad.npz", x_train=x[:800], x_test=x[800:], features=features[:, :5])
+    with pytest.raises(DataError, match="features"):
+        aejax.train([*args[:-1], f"dataset.path={tmp_path / 'bad.npz'}"], run_dir=tmp_path / "bad")
