@@ -247,6 +247,12 @@ def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, track
         parts += [f"{label} {s[key]:.4g}" for key, label in (("test/iwae_nll", "NLL"), ("anomaly/auroc", "anomaly AUROC"))
                   if key in s]
         lines.append("  " + "   ".join(parts))
+        codes = [f"{label} {s[key]:.4g}" for key, label in (
+            ("test/l0", "L0"), ("test/fvu", "FVU"), ("test/dead_fraction", "dead"), ("test/mmcs", "MMCS"),
+            ("test/recovered_fraction", "recovered>0.9"), ("test/codebook_perplexity", "codebook perplexity"),
+            ("test/codebook_usage", "usage")) if s.get(key) is not None]
+        if codes:
+            lines.append("  " + "   ".join(codes))
     lines.append(f"  run dir: {run_dir}")
     for sink in trackers.sinks:
         if hasattr(sink, "location"):

@@ -27,18 +27,17 @@ def rows(roots: list[Path]) -> list[dict]:
                 continue
             v = cfg.variant
             knob = f"k={v.k}" if v.code in ("topk", "batchtopk") else f"l0 weight={v.terms.l0.weight:g}"
-            out.append({"variant": v.name, "knob": knob, "latents": cfg.model.latent_dim, "seconds": s.get("train_time_s"),
+            out.append({"variant": v.name, "knob": knob, "latents": cfg.model.latent_dim,
                         **{c: s[c] for c in COLUMNS}})
     return sorted(out, key=lambda r: (r["variant"], r["latents"], r["test/l0"]))
 
 
 def table(rs: list[dict]) -> str:
-    head = "| variant | sparsity | latents | L0 | FVU | MMCS | recovered > 0.9 | dead | train s |"
-    lines = [head, "|" + "---|" * 9]
+    head = "| variant | sparsity | latents | L0 | FVU | MMCS | recovered > 0.9 | dead |"
+    lines = [head, "|" + "---|" * 8]
     for r in rs:
         lines.append(f"| {r['variant']} | {r['knob']} | {r['latents']} | {r['test/l0']:.2f} | {r['test/fvu']:.3f} | "
-                     f"{r['test/mmcs']:.3f} | {r['test/recovered_fraction']:.1%} | {r['test/dead_fraction']:.1%} | "
-                     f"{r['seconds']:.1f} |")
+                     f"{r['test/mmcs']:.3f} | {r['test/recovered_fraction']:.1%} | {r['test/dead_fraction']:.1%} |")
     return "\n".join(lines)
 
 
@@ -48,13 +47,14 @@ def figure(rs: list[dict], path: Path) -> None:
 
     fig = Figure(figsize=(10, 4))
     left, right = fig.subplots(1, 2)
-    groups = sorted({(r["variant"], r["latents"]) for r in rs})
-    for i, (variant, latents) in enumerate(groups):
+    variants = sorted({r["variant"] for r in rs})
+    markers = {256: "s", 512: "o", 1024: "^"}
+    for (variant, latents) in sorted({(r["variant"], r["latents"]) for r in rs}):
         g = [r for r in rs if (r["variant"], r["latents"]) == (variant, latents)]
-        style = dict(marker="o", ls="-" if latents == max(x for _, x in groups) else "--", color=f"C{i // 2}")
-        label = f"{variant}, {latents} latents"
-        left.plot([r["test/l0"] for r in g], [r["test/fvu"] for r in g], label=label, **style)
-        right.plot([r["test/l0"] for r in g], [r["test/mmcs"] for r in g], label=label, **style)
+        style = dict(marker=markers.get(latents, "x"), color=f"C{variants.index(variant)}", ls="-" if len(g) > 1 else "",
+                     ms=7, label=f"{variant}, {latents} latents")
+        left.plot([r["test/l0"] for r in g], [r["test/fvu"] for r in g], **style)
+        right.plot([r["test/l0"] for r in g], [r["test/mmcs"] for r in g], **style)
     left.set(xlabel="L0 (active latents per example, test)", ylabel="FVU (test)", yscale="log",
              title="sparsity against reconstruction")
     right.axhline(0.9, color="grey", ls=":")
