@@ -236,3 +236,26 @@ def test_an_npz_of_ones_own_activations_with_features_is_scored_against_them(tmp
     np.savez(tmp_path / "bad.npz", x_train=x[:800], x_test=x[800:], features=features[:, :5])
     with pytest.raises(DataError, match="features"):
         aejax.train([*args[:-1], f"dataset.path={tmp_path / 'bad.npz'}"], run_dir=tmp_path / "bad")
+
+
+def test_a_checkpoint_written_before_model_state_existed_still_restores(tmp_path):
+    from flax import struct
+
+    from aejax.training.state import TrainState
+
+    @struct.dataclass
+    class Before:  # TrainState as earlier aejax wrote it, without `extra`
+        step: jax.Array
+        params: dict
+        opt_state: tuple
+        rng: jax.Array
+
+    ckpt = Checkpoints(tmp_path, 2)
+    ckpt.save(3, Before(jnp.int32(3), {"w": jnp.arange(3.0)}, (), jax.random.key(0)), {"note": 1})
+    ckpt.close()
+    like = TrainState(jnp.int32(0), {"w": jnp.zeros(3)}, (), jax.random.key(1))
+    ckpt = Checkpoints(tmp_path, 2)
+    step, state, host = ckpt.restore(like, 3)
+    ckpt.close()
+    assert step == 3 and host == {"note": 1} and not jax.tree.leaves(state.extra)
+    np.testing.assert_array_equal(state.params["w"], [0.0, 1.0, 2.0])
