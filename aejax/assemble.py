@@ -39,12 +39,16 @@ from aejax.analysis.evaluate import EvalConfig, check_labels_for_anomaly, withou
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
 from aejax.models import DECODERS, DTYPES, ENCODERS, Autoencoder, resolve_output
+from aejax.models.sae import SPARSE_CODES, SparseAutoencoder
+from aejax.models.vq import VQAutoencoder
 from aejax.registry import TARGET, locate
 from aejax.training.epoch import steps_per_epoch
 from aejax.training.feed import memory_budget
 from aejax.training.optim import OPTIMIZERS, OptimizerCommon, learning_rate
 from aejax.training.parallel import layout
+from aejax.training.constraints import constrained
 from aejax.training.parts import Parts, TrainerConfig
+from aejax.training.state import has_model_state
 from aejax.variants import Objective
 from aejax.variants.terms import TERMS
 
@@ -108,13 +112,21 @@ def load_data(cfg: DictConfig) -> Dataset:
     return load_dataset(cfg)
 
 
-def build_model(cfg: DictConfig, example_shape: tuple[int, ...], output: str, key) -> Autoencoder:
+def build_model(cfg: DictConfig, example_shape: tuple[int, ...], output: str, key,
+                data_mean: Optional[np.ndarray] = None) -> Autoencoder:
     """The encoder, bottleneck and decoder of a validated config (built-in names or ``_target_``s).
 
     ``model.dtype`` (float32 by default) is the computation dtype; parameters are always float32.
+    A sparse code (``variant.code``: topk, batchtopk, jumprelu) is a sparse autoencoder with its own
+    linear encoder and decoder, its pre-encoder bias starting at ``data_mean``; ``vq`` puts a codebook
+    between the configured encoder and decoder.
     """
     rngs = nnx.Rngs(params=key)
-    k, shape = cfg.model.latent_dim, tuple(example_shape)
+    k, shape, v = cfg.model.latent_dim, tuple(example_shape), cfg.variant
+    if v.code in SPARSE_CODES:
+        return SparseAutoencoder(shape, k, v.code, k=v.k, dead_window=v.dead_window, threshold_decay=v.threshold_decay,
+                                 bandwidth=v.bandwidth, threshold=v.threshold, data_mean=data_mean, output=output,
+                                 rngs=rngs)
     dtype = DTYPES[cfg.model.get("dtype", "float32")]
     if TARGET in cfg.encoder:
         fn = locate(cfg.encoder[TARGET], "encoder._target_")
@@ -135,7 +147,16 @@ def build_model(cfg: DictConfig, example_shape: tuple[int, ...], output: str, ke
     else:
         extra = {} if dtype is None else {"dtype": dtype}
         decoder = DECODERS[cfg.decoder.name].builder(cfg.decoder, k, shape, encoder, bottleneck, rngs, **extra)
+    if v.code == "vq":
+        return VQAutoencoder(encoder, bottleneck, decoder, k, output, codebook_size=v.codebook_size,
+                             code_dim=v.code_dim, decay=v.ema_decay, restart_below=v.restart_below, rngs=rngs)
     return Autoencoder(encoder, bottleneck, decoder, k, cfg.variant.head, output)
+
+
+def data_mean(data: Dataset, examples: int = 10_000) -> np.ndarray:
+    """The mean training example (of the first ``examples`` when the split is streamed)."""
+    x = data.x_train if isinstance(data.x_train, np.ndarray) else data.x_train[np.arange(min(examples, data.num_train))]
+    return np.mean(np.asarray(x, np.float64), axis=0).astype(np.float32)
 
 
 def build_objective(variant: DictConfig) -> Objective:
@@ -254,14 +275,21 @@ def assemble(cfg: DictConfig, data: Dataset, model: Optional[Callable[[jax.Array
     to use instead of the configured encoder and decoder)."""
     check_against_data(cfg, data)
     output = resolve_output(cfg.model.output, data.unit_range)
-    make_model = model or (lambda key: build_model(cfg, data.example_shape, output, key))
+    mean = data_mean(data) if cfg.variant.code in SPARSE_CODES and model is None else None
+    make_model = model or (lambda key: build_model(cfg, data.example_shape, output, key, mean))
     if model is not None:
         _check_given_model(cfg, model)
+    built = nnx.eval_shape(lambda: make_model(jax.random.key(0)))
+    if has_model_state(built) and layout(cfg.trainer.parallel).name == "pmap" and cfg.trainer.num_seeds == 1:
+        raise ConfigError("trainer.parallel", "pmap keeps a copy of the model on each device, and this model has "
+                                              "state updated by each batch (variant.code="
+                                              f"{cfg.variant.code}): use trainer.parallel=sharded or none")
     objective = build_objective(cfg.variant)
     _trace(make_model, objective, data)
     trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
     tx, schedule = build_optimizer(cfg.optimizer, steps * trainer.epochs)
+    tx = constrained(tx, built)  # unit-norm dictionary directions, around the optimizer
     parts = Parts(model=make_model, objective=objective, optimizer=tx, schedule=schedule, trainer=trainer,
                   snapshot=OmegaConf.to_object(cfg.snapshot), seed=cfg.seed, label=cfg.variant.name,
                   config=OmegaConf.to_container(cfg))

@@ -24,6 +24,7 @@ from aejax.training.optim import OPTIMIZERS, SCHEDULES, OptimizerCommon
 from aejax.training.optim import check as check_optimizer
 from aejax.training.parallel import CHOICES as PARALLEL
 from aejax.training.parts import TrainerConfig
+from aejax.variants.codes import CodeConfig, check_code
 from aejax.variants.corruption import CorruptionConfig
 from aejax.variants.corruption import check as check_corruption
 from aejax.variants.losses import RECON_LOSSES
@@ -46,7 +47,7 @@ class ModelConfig:
 
 
 @dataclass
-class VariantConfig:
+class VariantConfig(CodeConfig):  # code, k, codebook_size, ...: see aejax/variants/codes.py
     name: str = "vanilla"  # a label for runs; what the variant does is the fields below
     recon: str = "mse"
     head: str = "deterministic"  # deterministic | gaussian (a VAE's mean and log-variance)
@@ -242,6 +243,7 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.variant.corruption is not None:
         check_corruption(cfg.variant.corruption)
     check_terms(cfg.variant, cfg)
+    check_code(cfg.variant, cfg)
     check_distributed(cfg.distributed)
     if cfg.variant.recon == "bce" and cfg.model.output == "identity":
         raise ConfigError("model.output", "variant.recon=bce needs a sigmoid output (set model.output=sigmoid or auto)")

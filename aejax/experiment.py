@@ -15,6 +15,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax import distributed
+from aejax.analysis.code_figures import write_code_figure
 from aejax.analysis.evaluate import evaluate, normal_classes_only
 from aejax.assemble import assemble, load_data
 from aejax.config import validate
@@ -28,6 +29,7 @@ from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
+from aejax.training.state import variables
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +193,12 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
                 continue
             if built.eval.enabled and writer:  # on one device, with no other process involved
                 key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
-                result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(result.state.params),
+                result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(variables(result.state)),
                                                key, pca_mse=pca, recon=getattr(built.parts.objective, "recon", "mse"),
                                                batch_size=built.parts.trainer.eval_batch_size))
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
+                write_code_figure(dir_, result.graphdef, first_replica(variables(result.state)), data.x_test,
+                                  data.ground_truth, built.parts.trainer.eval_batch_size)
             tracker.summary({**result.summary, "run_dir": str(dir_)})
             statuses[i] = "finished"
     except Preempted as e:
@@ -243,6 +247,12 @@ def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, track
         parts += [f"{label} {s[key]:.4g}" for key, label in (("test/iwae_nll", "NLL"), ("anomaly/auroc", "anomaly AUROC"))
                   if key in s]
         lines.append("  " + "   ".join(parts))
+        codes = [f"{label} {s[key]:.4g}" for key, label in (
+            ("test/l0", "L0"), ("test/fvu", "FVU"), ("test/dead_fraction", "dead"), ("test/mmcs", "MMCS"),
+            ("test/recovered_fraction", "recovered>0.9"), ("test/codebook_perplexity", "codebook perplexity"),
+            ("test/codebook_usage", "usage")) if s.get(key) is not None]
+        if codes:
+            lines.append("  " + "   ".join(codes))
     lines.append(f"  run dir: {run_dir}")
     for sink in trackers.sinks:
         if hasattr(sink, "location"):

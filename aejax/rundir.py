@@ -41,6 +41,7 @@ SWEEP_FILE = "sweep.json"
 CHECKPOINTS = "checkpoints"
 SNAPSHOTS = "snapshots"
 MEDIA = "media"
+CODES_FIGURE = "media/codes.png"  # a sparse dictionary's or a codebook's figure (aejax.analysis.code_figures)
 WANDB = "wandb"
 HYDRA_OVERRIDES = ".hydra/overrides.yaml"
 SEED_PREFIX = "seed_"

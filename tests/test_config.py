@@ -21,11 +21,13 @@ from aejax.experiment import run
     ("optimizer.grad_clip=0", "optimizer.grad_clip: must be > 0"),
     ("+variant.terms.kl.weight=1", "variant.terms.kl: the KL term needs a Gaussian code"),
     ("+variant.terms.kl_sparsity.weight=1", "variant.terms.kl_sparsity: needs hidden activations in (0, 1)"),
-    ("+variant.terms.nope.weight=1", "variant.terms.nope: unknown term; known: contractive, kl, kl_sparsity, l1"),
+    ("+variant.terms.nope.weight=1", "variant.terms.nope: unknown term; known: auxk, commitment, contractive, kl, kl_sparsity, l0, l1"),
     ("+variant.terms.l1.wieght=1", "variant.terms.l1.wieght: unknown key; variant.terms.l1 takes: weight"),
     ("variant.corruption={kind:mask,rate:1.5}", "variant.corruption.rate: must be in [0, 1]"),
     ("variant.head=bayesian", "variant.head: must be one of deterministic, gaussian"),
     ("trainer.parallel=dp", "trainer.parallel: must be one of auto, none, sharded, pmap; got 'dp'"),
+    ("+variant.code=sparse", "variant.code: must be one of dense, topk, batchtopk, jumprelu, vq; got 'sparse'"),
+    ("+variant.terms.auxk.weight=1", "variant.terms.auxk: needs variant.code=topk or batchtopk or jumprelu, got dense"),
 ])
 def test_validation_names_the_bad_key(override, message):
     with pytest.raises(ConfigError, match=None) as err:

@@ -217,7 +217,7 @@ def test_the_report_marks_diverged_runs_and_compares_what_varies_without_hydra_f
 
 # The presets in conf/experiment and the number of jobs of their documented multirun.
 PRESETS = {"bottleneck_sweep": 36, "variant_comparison": 10, "first_principles_digits": 5, "explorer_bowtie": 1,
-           "interactive_intro": 2}
+           "interactive_intro": 2, "sae_superposition": 6, "vq_digits": 4}
 SMOKE = ("trainer.epochs=1", "eval.enabled=false", "logger.mode=disabled", "snapshot.probe_size=64", "snapshot.images=false")
 
 

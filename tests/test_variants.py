@@ -31,7 +31,7 @@ def _train(tmp_path, data, *overrides):
     tracker = LocalTracker(tmp_path, {})
     result = fit(assemble(cfg, data).parts, data, tracker)
     tracker.finish("finished")
-    return nnx.merge(result.graphdef, result.state.params), result.summary
+    return result.model, result.summary
 
 
 def test_the_first_principles_worked_example():
@@ -197,14 +197,15 @@ def test_tied_decoder_owns_only_biases():
     np.testing.assert_array_equal(before_untied, untied.decoder(z))
 
 
-PRESETS = ["vanilla", "sparse", "denoising", "contractive", "vae", "beta_vae", "tied", "linear"]
+PRESETS = ["vanilla", "sparse", "denoising", "contractive", "vae", "beta_vae", "tied", "linear", "vq_vae", "topk_sae",
+           "batchtopk_sae", "jumprelu_sae"]
 PAIRS = [("mlp", "mlp"), ("linear", "linear"), ("conv", "conv"), ("mlp", "conv"), ("conv", "mlp")]
 
 
 def _allowed(variant, encoder, decoder):
     if variant == "tied":
         return encoder == decoder and encoder in ("mlp", "linear")
-    if variant == "linear":
+    if variant == "linear" or variant.endswith("_sae"):
         return (encoder, decoder) == ("linear", "linear")  # the preset picks its own networks
     return True
 

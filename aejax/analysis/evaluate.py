@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from aejax.analysis import metrics
+from aejax.analysis.codes import code_metrics
 from aejax.data import Dataset
 from aejax.errors import ConfigError
 from aejax.variants.losses import bce, flat, mse
@@ -138,6 +139,8 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     # exactly and a ratio to its error means nothing: none is given (null in summary.json).
     lossless = out["test/pca_mse"] <= PCA_LOSSLESS * float(np.var(data.x_test, axis=0).mean())
     out["test/ae_pca_ratio"] = None if lossless else out["test/mse"] / out["test/pca_mse"]
+
+    out.update(code_metrics(model, graphdef, params, data.x_test, test["z"], test["mse"], data.ground_truth, batch))
 
     probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
     needed = probe or e.anomaly is not None

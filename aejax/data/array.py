@@ -25,7 +25,7 @@ from aejax.data.base import Dataset
 from aejax.data.registry import DATASETS
 from aejax.errors import ConfigError, DataError
 
-KEYS = ("x_train", "x_test", "y_train", "y_test", "class_names")
+KEYS = ("x_train", "x_test", "y_train", "y_test", "class_names", "features")
 SUFFIXES = (".npy", ".npz")
 
 
@@ -137,7 +137,15 @@ def as_dataset(obj: Any, name: str, *, where: Optional[str] = None) -> Dataset:
     elif names:
         raise _fail(where, "class_names without y_train and y_test: there are no labels to name")
     unit = bool(min(x_train.min(), x_test.min()) >= 0.0 and max(x_train.max(), x_test.max()) <= 1.0)
-    return Dataset(name, x_train, y_train, x_test, y_test, names, unit_range=unit)
+    features = obj.get("features")  # ground-truth directions [features, values], for sparse dictionaries
+    if features is not None:
+        features = np.asarray(features, np.float32)
+        values = int(np.prod(x_train.shape[1:]))
+        if features.ndim != 2 or features.shape[1] != values or not np.all(np.isfinite(features)) \
+                or np.any(np.linalg.norm(features, axis=1) == 0):
+            raise _fail(where, f"features must be nonzero finite directions [features, {values}] (one value per "
+                               f"value of an example); got shape {features.shape}")
+    return Dataset(name, x_train, y_train, x_test, y_test, names, unit_range=unit, ground_truth=features)
 
 
 def split(x: Any, name: str, test_fraction: float, seed: int, *, where: Optional[str] = None) -> Dataset:

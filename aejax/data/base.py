@@ -41,6 +41,9 @@ class Dataset:
     y_test: Optional[np.ndarray]
     class_names: tuple[str, ...]
     unit_range: bool
+    # the true generating directions, [features, values] (unit norm), where the data is made of known
+    # features (dataset=superposition, or `features` in an .npz): sparse dictionaries are scored against them
+    ground_truth: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):

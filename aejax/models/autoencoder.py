@@ -17,7 +17,24 @@ OUTPUTS = ("sigmoid", "identity")
 HEADS = ("deterministic", "gaussian")
 
 
-class Autoencoder(nnx.Module):
+class Coding:
+    """What every model of the contract derives from its ``features``, ``code_params``,
+    ``decode_logits`` and ``output``: encode, activate, decode, and the round trip."""
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        return self.code_params(self.features(x))[0]
+
+    def activate(self, logits: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(logits) if self.output == "sigmoid" else logits
+
+    def decode(self, z: jax.Array) -> jax.Array:
+        return self.activate(self.decode_logits(z))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.decode(self.encode(x))
+
+
+class Autoencoder(Coding, nnx.Module):
     def __init__(self, encoder: nnx.Module, bottleneck: nnx.Linear, decoder: nnx.Module, latent_dim: int,
                  head: str, output: str):
         if output not in OUTPUTS or head not in HEADS:
@@ -49,18 +66,6 @@ class Autoencoder(nnx.Module):
             return out[..., : self.latent_dim], out[..., self.latent_dim:]
         return out, None
 
-    def encode(self, x: jax.Array) -> jax.Array:
-        return self.code_params(self.features(x))[0]
-
     def decode_logits(self, z: jax.Array) -> jax.Array:
         """The decoder's output before the output activation (what BCE-with-logits takes)."""
         return self.decoder(z).astype(jnp.float32)
-
-    def activate(self, logits: jax.Array) -> jax.Array:
-        return jax.nn.sigmoid(logits) if self.output == "sigmoid" else logits
-
-    def decode(self, z: jax.Array) -> jax.Array:
-        return self.activate(self.decode_logits(z))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.decode(self.encode(x))

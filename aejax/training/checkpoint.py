@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import jax
 import numpy as np
+from flax import struct
 
 from aejax.errors import RunError
 from aejax.rundir import CHECKPOINTS
@@ -43,6 +44,15 @@ class CheckpointError(RunError):
 
 def _storable(state: TrainState) -> TrainState:
     return state.replace(rng=jax.random.key_data(state.rng))  # orbax stores plain arrays, not typed keys
+
+
+@struct.dataclass
+class _BeforeExtra:
+    """A ``TrainState`` as checkpoints held it before ``extra`` (model state) was added."""
+    step: Any
+    params: Any
+    opt_state: Any
+    rng: Any
 
 
 DIGEST = "digest"  # the key of the digest in a checkpoint's JSON
@@ -140,8 +150,17 @@ class Checkpoints:
         errors = []
         for s in steps:
             try:
-                out = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                       host=ocp.args.JsonRestore()))
+                try:
+                    out = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                           host=ocp.args.JsonRestore()))
+                except ValueError:  # written before TrainState had `extra`: for a model without state, read it so
+                    if jax.tree_util.tree_leaves(like.extra):
+                        raise
+                    older = _BeforeExtra(abstract.step, abstract.params, abstract.opt_state, abstract.rng)
+                    out = dict(self.manager.restore(s, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(older), host=ocp.args.JsonRestore())))
+                    st = out["state"]
+                    out["state"] = TrainState(st.step, st.params, st.opt_state, st.rng, like.extra)
             except Exception as e:  # orbax raises many types for damaged files
                 errors.append(f"step {s}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 log.warning("checkpoint of step %d in %s cannot be read (%s); trying the one before",

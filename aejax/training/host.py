@@ -36,8 +36,9 @@ class FitResult:
     def model(self) -> nnx.Module:
         """The trained model (of a seed batch's run: this run's model)."""
         from aejax.training.parallel import first_replica
+        from aejax.training.state import variables
 
-        return nnx.merge(self.graphdef, first_replica(self.state.params))
+        return nnx.merge(self.graphdef, first_replica(variables(self.state)))
 
 
 @dataclass

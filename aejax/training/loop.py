@@ -39,7 +39,7 @@ from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
 from aejax.training.runners import memory_runner, stream_runner
 from aejax.training.snapshots import SnapshotRecorder, Snapshots
-from aejax.training.state import count_params, create_train_state, split_seed
+from aejax.training.state import count_params, create_train_state, split_seed, variables
 from aejax.training.step import make_train_step
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     start = time.perf_counter()
     run_segment = (memory_runner(x_train, train_step, trainer, state, order_key, parallel, batched) if feed == "memory"
                    else stream_runner(data, train_step, trainer, state, order_key, unroll, parallel))
-    evaluate = make_eval_fn(graphdef, objective, batched).lower(state.params, test_chunks, test_weights,
+    evaluate = make_eval_fn(graphdef, objective, batched).lower(variables(state), test_chunks, test_weights,
                                                                 eval_key).compile()
     snapshots = None
     if run_dirs[0] is not None and parts.snapshot.every > 0 and jax.process_index() == 0:
@@ -103,7 +103,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
             run.snapshots = SnapshotRecorder(parts.snapshot, data, run.run_dir, run.tracker, seed=run.seed,
                                              label=parts.label, latent_dim=model.latent_dim,
                                              vae=getattr(model, "head", None) == "gaussian")
-        snapshots = Snapshots([run.snapshots for run in runs], graphdef, state.params,
+        snapshots = Snapshots([run.snapshots for run in runs], graphdef, variables(state),
                               getattr(objective, "recon", "mse"), batched)
     compile_s = time.perf_counter() - start
 
@@ -125,11 +125,11 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         log.info("resuming %s from the checkpoint of step %d (epoch %.4g)",
                  ", ".join(str(run.run_dir) for run in runs), step, step / steps)
     else:
-        for run, val in zip(runs, validation(state.params)):
+        for run, val in zip(runs, validation(variables(state))):
             run.host["val"], run.host["best"] = val, val["val/loss"]
             run.tracker.log({"step": 0, "epoch": 0, **val})
         if snapshots:
-            snapshots.take(state.params, 0, 0)
+            snapshots.take(variables(state), 0, 0)
     for run in runs:
         if run.snapshots:
             run.snapshots.start()
@@ -160,14 +160,14 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
                 if runs[i].snapshots:
                     runs[i].snapshots.flush()
             metrics = jax.device_get(metrics)
-            vals = validation(state.params) if end % steps == 0 and (
+            vals = validation(variables(state)) if end % steps == 0 and (
                 epoch % trainer.eval_every == 0 or epoch == trainer.epochs) else None
             for i in alive():
                 host_segment(runs[i], pick(metrics, i), vals and vals[i], step, end, steps, total, epoch)
             step = end
             if end % steps == 0:
                 if snapshots and runs[0].snapshots.due(epoch, trainer.epochs) and alive():
-                    snapshots.take(state.params, end, epoch, last=epoch == trainer.epochs, runs=alive())
+                    snapshots.take(variables(state), end, epoch, last=epoch == trainer.epochs, runs=alive())
                 host = runs[(alive() or [0])[0]].host
                 val_loss = host["val"].get("val/loss", math.nan)
                 bar.set_postfix({"train/loss": f"{host['train_loss']:.4g}", "val/loss": f"{val_loss:.4g}"}, refresh=False)

@@ -3,6 +3,12 @@
 The model's structure (``nnx.GraphDef``) and the optimizer (``optax.GradientTransformation``)
 are static and live in the closures of the compiled functions; the state holds arrays only, so
 it can be donated, replicated over devices or checkpointed as it is.
+
+``extra`` is the model's state that is not trained by gradients: every ``nnx.Variable`` of the
+model that is not an ``nnx.Param`` (a sparse autoencoder's dead-latent counters, a VQ codebook's
+EMA statistics, a BatchNorm's running means). The forward pass in training updates it (nnx style);
+it is merged with the parameters wherever the model runs (``variables``) and saved, vmapped and
+placed with the rest of the state. For most models it is empty.
 """
 from __future__ import annotations
 
@@ -21,6 +27,18 @@ class TrainState:
     params: nnx.State
     opt_state: optax.OptState
     rng: jax.Array  # key for the stochastic parts of the objective (noise, sampling)
+    extra: nnx.State = struct.field(default_factory=lambda: nnx.State({}))  # non-Param variables
+
+
+def variables(state: TrainState) -> nnx.State:
+    """Everything ``nnx.merge(graphdef, ...)`` needs to run the model: the parameters, and the
+    model state (``extra``) when there is any."""
+    return nnx.merge_state(state.params, state.extra) if jax.tree_util.tree_leaves(state.extra) else state.params
+
+
+def has_model_state(model: nnx.Module) -> bool:
+    """Whether a (possibly abstract) model holds variables that are not parameters."""
+    return bool(jax.tree_util.tree_leaves(nnx.state(model, nnx.Not(nnx.Param))))
 
 
 def create_train_state(make_model: Callable[[jax.Array], nnx.Module], tx: optax.GradientTransformation,
@@ -36,8 +54,9 @@ def create_train_state(make_model: Callable[[jax.Array], nnx.Module], tx: optax.
 
     @jax.jit
     def init(init_key, rng):
-        params = nnx.state(make_model(init_key), nnx.Param)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
+        _, params, extra = nnx.split(make_model(init_key), nnx.Param, ...)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng,
+                          extra=extra)
 
     return graphdef, (jax.vmap(init) if init_key.ndim else init)(init_key, rng)
 

@@ -5,6 +5,8 @@ that is minimised), ``recon`` and each regularizer under its own name. The piece
 
 1. an optional input corruption (``variant.corruption``; denoising),
 2. the code: deterministic, or sampled from a Gaussian head with the reparameterization trick,
+   (a model with ``train_code``, sparse dictionaries and codebooks, gives its training code and
+   updates its state from the batch there),
 3. the reconstruction loss against the clean input (``variant.recon``),
 4. regularizers (``variant.terms``), each added with its weight.
 
@@ -39,7 +41,11 @@ class Objective:
         corrupt_rng, sample_rng, term_rng = jax.random.split(rng, 3)
         x_in, mask = corrupt(self.corruption, x, corrupt_rng) if self.corruption is not None else (x, None)
         features = model.features(x_in)
-        mean, logvar = model.code_params(features)
+        train_code = getattr(model, "train_code", None)  # models with state: batch-level codes, updates
+        if training and train_code is not None:
+            mean, logvar = train_code(features, w, jax.random.fold_in(sample_rng, 1)), None
+        else:
+            mean, logvar = model.code_params(features)
         z = mean if logvar is None else mean + jnp.exp(0.5 * logvar) * jax.random.normal(sample_rng, mean.shape)
         recon = RECON_LOSSES[self.recon](x, model.decode_logits(z), model.activate, mask)
 
