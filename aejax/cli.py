@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     from aejax.experiment import run
 
     try:
-        value = run(cfg, run_dir)
+        value = run(cfg, run_dir, overrides=list(hydra_cfg.overrides.task))
     except ConfigError as e:
         print(f"aejax: invalid config: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
