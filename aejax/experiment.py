@@ -198,17 +198,36 @@ def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, track
         f"(best {s['val/loss_best']:.5f} at epoch {s['val/loss_best_epoch']}; {cfg.variant.recon}, mean per value)",
     ]
     if "test/mse" in s:
-        ratio = s.get("test/ae_pca_ratio")
-        parts = [f"test/mse {s['test/mse']:.5f}", f"PCA at k={cfg.model.latent_dim} {s['test/pca_mse']:.5f} " + (
-            f"(AE/PCA {ratio:.2f})" if ratio is not None else "(lossless at this k: no AE/PCA ratio)")]
-        parts += [f"{label} {s[key]:.1%}" for key, label in (("test/probe_accuracy", "probe"), ("test/knn_accuracy", "kNN"))
-                  if key in s]
-        parts += [f"{label} {s[key]:.4g}" for key, label in (("test/iwae_nll", "NLL"), ("anomaly/auroc", "anomaly AUROC"))
-                  if key in s]
-        lines.append("  " + "   ".join(parts))
+        lines += _evaluation_lines(cfg, s)
     lines.append(f"  run dir: {run_dir}")
     for sink in trackers.sinks:
         if hasattr(sink, "location"):
             hint = f" (upload with `wandb sync {sink.location}`)" if sink.mode == "offline" else ""
             lines.append(f"  W&B ({sink.mode}): {sink.location}{hint}")
     print("\n".join(lines), flush=True)
+
+
+def _evaluation_lines(cfg: DictConfig, s: dict) -> list[str]:
+    """The summary's lines of end-of-run numbers, each with its unit."""
+    ratio = s.get("test/ae_pca_ratio")
+    parts = [f"test/mse {s['test/mse']:.5f} per value", f"PCA at k={cfg.model.latent_dim} {s['test/pca_mse']:.5f} " + (
+        f"(AE/PCA {ratio:.2f})" if ratio is not None else "(lossless at this k: no AE/PCA ratio)")]
+    parts += [f"{label} {s[key]:.1%}" for key, label in (("test/probe_accuracy", "probe"), ("test/knn_accuracy", "kNN"))
+              if key in s]
+    if "test/probe_accuracy" in s and cfg.eval.anomaly is not None:
+        parts[-1] += f" (on the normal classes {_classes(cfg.eval.anomaly.normal_classes)}, all the probes saw)"
+    if "test/iwae_nll" in s:
+        parts.append(f"NLL {s['test/iwae_nll']:.2f} nats per example")
+    lines = ["  " + "   ".join(parts)]
+    if "anomaly/auroc" in s:
+        lines.append(f"  anomaly AUROC {s['anomaly/auroc']:.3f} (PCA at k={cfg.model.latent_dim} "
+                     f"{s['anomaly/pca_auroc']:.3f}, IsolationForest {s['anomaly/iforest_auroc']:.3f}, same split); "
+                     f"threshold: the {cfg.eval.anomaly.percentile:g}th percentile of {s['anomaly/threshold_examples']:,} "
+                     f"training errors flags {s['anomaly/detection_rate']:.1%} of the other classes, "
+                     f"{s['anomaly/false_alarm_rate']:.1%} of the normal ones")
+    return lines
+
+
+def _classes(classes) -> str:
+    c = sorted(classes)
+    return f"{c[0]}-{c[-1]}" if len(c) > 2 and c == list(range(c[0], c[-1] + 1)) else ",".join(map(str, c))
