@@ -170,8 +170,8 @@ class ImageRows:
 
 
 class Manifold:
-    """The decoded lattice of a 2-D code placed at its coordinates, on the same axis limits as
-    the latent scatter. ``decoded[i * G + j]`` is the decoding of ``(z1[j], z2[i])`` with ``z2``
+    """The decoded lattice of a 2-D code placed at its coordinates, its cells whole and square, on
+    the latent scatter's axis limits widened to the whole lattice. ``decoded[i * G + j]`` is the decoding of ``(z1[j], z2[i])`` with ``z2``
     ascending; the mosaic's rows are flipped so that high z₂ is on top."""
 
     def __init__(self):
@@ -188,11 +188,16 @@ class Manifold:
         g = len(z1)
         self.image.set_data(_as_image(tile(
             decoded.reshape(g, g, *decoded.shape[1:])[::-1].reshape(g * g, *decoded.shape[1:]), g, g, gap=1)))
-        d1, d2 = (z1[-1] - z1[0]) / max(g - 1, 1), (z2[-1] - z2[0]) / max(g - 1, 1)
-        self.image.set_extent((z1[0] - d1 / 2, z1[-1] + d1 / 2, z2[0] - d2 / 2, z2[-1] + d2 / 2))
-        self.ax.set(xlim=limits[:2], ylim=limits[2:])
+        d1, d2 = ((z[-1] - z[0]) / (g - 1) if g > 1 and z[-1] != z[0] else 1.0 for z in (z1, z2))
+        extent = (z1[0] - d1 / 2, z1[-1] + d1 / 2, z2[0] - d2 / 2, z2[-1] + d2 / 2)
+        self.image.set_extent(extent)
+        # every cell whole (the limits take in the lattice and the scatter's limits), and square:
+        # one z2 unit drawn d1/d2 times as tall as one z1 unit
+        box = (min(extent[0], limits[0]), max(extent[1], limits[1]), min(extent[2], limits[2]), max(extent[3], limits[3]))
+        self.ax.set(xlim=box[:2], ylim=box[2:])
+        self.ax.set_aspect(d1 / d2, adjustable="box")
         self.title.set_text(title)
-        return self.blitter.save(path, layout=tuple(limits))
+        return self.blitter.save(path, layout=box)
 
 
 class DataSpace:
