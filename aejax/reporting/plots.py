@@ -11,7 +11,7 @@ from aejax.reporting.runs import LATENT, SEED, Run
 
 
 def _series_label(run: Run, varied: list[str]) -> str:
-    parts = [f"{k.split('.')[-1]}={run.params[k]}" for k in varied if k not in (LATENT, SEED) and k in run.params]
+    parts = [f"{k.replace('/', '.').split('.')[-1]}={run.params[k]}" for k in varied if k not in (LATENT, SEED) and k in run.params]
     if parts:
         return ", ".join(parts)
     return str(run.config.get("variant.name", "runs"))
@@ -108,7 +108,7 @@ def plot_by_series(runs: list[Run], varied: list[str], metric: str, path: Path):
             if label in pca:
                 ax.hlines(sum(pca[label]) / len(pca[label]), i - 0.42, i + 0.42, color="k", ls="--", zorder=4,
                           label="PCA, same k, same dataset (test MSE)" if i == 0 else None)
-        ax.legend(fontsize="small")
+        fig.legend(loc="outside lower center", fontsize="small")  # below: not over a bar's mark
     # one parameter per line: long labels side by side do not overlap
     ax.set_xticks(range(len(labels)), [label.replace(", ", "\n") for label in labels], fontsize="small")
     ks = {run.config.get(LATENT) for run in runs if run.ok}
