@@ -63,3 +63,22 @@ def test_preparing_local_files_prints_one_line_and_no_download_noise(tmp_path, c
     out, err = capfd.readouterr()
     assert "Unknown size" not in out + err and "Downloading" not in out + err
     assert f"aejax: preparing fashion_mnist once into {tmp_path}" in err and str(DEBIAN_FASHION_MNIST) in err
+
+
+def test_integer_labels_without_class_names_are_named_by_their_numbers(tmp_path):
+    """docs/datasets.md's `dataset=array dataset.path=mydata.npz` with labels and no class_names
+    failed drawing its first snapshot (found by test_doc_commands)."""
+    import numpy as np
+
+    from aejax.data.array import as_dataset
+
+    x = np.zeros((4, 3), np.float32)
+    d = as_dataset({"x_train": x, "x_test": x, "y_train": np.array([0, 2, 1, 0]), "y_test": np.array([1, 1, 0, 2])}, "m")
+    assert d.class_names == ("0", "1", "2")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "m.npz", x_train=rng.uniform(size=(200, 3)).astype(np.float32), y_train=np.arange(200) % 3,
+             x_test=rng.uniform(size=(12, 3)).astype(np.float32), y_test=np.arange(12) % 3)
+    out = run_cli("dataset=array", f"dataset.path={tmp_path / 'm.npz'}", "trainer.epochs=1", "logger.mode=disabled",
+                  f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
