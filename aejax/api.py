@@ -99,7 +99,8 @@ def train(overrides: Overrides = (), *, run_dir: Optional[Union[str, Path]] = No
     setup_compile_cache()
     when = _dt.datetime.now()
     run_dir = Path(run_dir) if run_dir is not None else Path("outputs") / f"{when:%Y-%m-%d}" / f"{when:%H-%M-%S}"
-    runs = run_all(raw, run_dir, model=_factory(model), data=data)
+    typed = None if isinstance(overrides, DictConfig) else list(overrides)  # what a resume may not change
+    runs = run_all(raw, run_dir, model=_factory(model), data=data, overrides=typed)
     results = [Result(r.summary, r.run_dir, r.model) for r in runs]
     if len(results) == 1:
         return results[0]

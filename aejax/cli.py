@@ -30,8 +30,18 @@ def register_launchers() -> None:
 register_launchers()
 
 
+def main() -> Optional[float]:
+    """``aejax-train``: Hydra's app, except ``-m ... --cfg job`` (which Hydra refuses), printed here."""
+    from aejax.multirun_cfg import print_job_configs
+
+    status = print_job_configs(sys.argv[1:])
+    if status is not None:
+        sys.exit(status)
+    return hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> Optional[float]:
+def hydra_main(cfg: DictConfig) -> Optional[float]:
     logging.getLogger("jax").setLevel(logging.WARNING)  # not JAX's INFO lines about absent TPUs
     setup_compile_cache()
     hydra_cfg = HydraConfig.get()
@@ -44,7 +54,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     from aejax.experiment import run
 
     try:
-        value = run(cfg, run_dir)
+        value = run(cfg, run_dir, overrides=list(hydra_cfg.overrides.task))
     except ConfigError as e:
         print(f"aejax: invalid config: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)

@@ -7,7 +7,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -21,57 +21,16 @@ from aejax.assemble import assemble, load_data
 from aejax.config import validate
 from aejax.data import Dataset
 from aejax.errors import ConfigError, RunError
-from aejax.rundir import (CHECKPOINTS, FINISHED, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics,
-                          read_summary, seed_dir, sweep_group)
+from aejax.resume import IGNORED_ON_RESUME, resume_target  # noqa: F401  (also imported from here)
+from aejax.rundir import FINISHED, BatchDir, read_metrics, read_summary, seed_dir, sweep_group
 from aejax.runlock import finished_already, own
 from aejax.tracking import Trackers, check_logger, open_trackers
-from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
 from aejax.training.state import variables
 
 log = logging.getLogger(__name__)
-
-
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.overwrite", "trainer.progress", "logger.mode", "logger.init_timeout", "distributed.mode",
-                     "distributed.coordinator", "distributed.num_processes", "distributed.process_id",
-                     "distributed.timeout")
-
-
-def resume_target(cfg: DictConfig, run_dir: Path) -> tuple[Path, bool]:
-    """``(run directory, resume?)`` for ``trainer.resume`` (false, true: this run dir, or a run dir).
-
-    A run is continued only with the config it was trained with (up to the keys in
-    ``IGNORED_ON_RESUME``): anything else would not continue that run but start another one.
-    """
-    setting = cfg.trainer.resume
-    if setting is False:
-        return run_dir, False
-    target = run_dir if setting is True else Path(str(setting)).expanduser()
-    n = cfg.trainer.num_seeds
-    runs = [target] if n == 1 else [seed_dir(target, cfg.seed + i) for i in range(n)]
-    if not finished_already(target) and not any(p.name.isdigit() for run in runs for p in (run / CHECKPOINTS).glob("*")):
-        hint = ("trainer.resume=true continues the run in hydra.run.dir (set it to that run's directory)"
-                if setting is True else "pass the directory of a run trained with checkpoints (trainer.checkpoint_every > 0)")
-        where = target / CHECKPOINTS if n == 1 else target / f"{SEED_PREFIX}*" / CHECKPOINTS
-        raise ConfigError("trainer.resume", f"no checkpoint to resume from in {where}: {hint}")
-    saved = read_config(target)
-    if saved is None:
-        copy = next(filter(None, (saved_config(run) for run in runs)), None)
-        if copy is None:
-            raise ConfigError("trainer.resume", f"{target} has no readable config.yaml, and its checkpoints hold no "
-                                                "copy of the config to compare this config with")
-        log.warning("%s has no readable config.yaml: comparing with the copy in its checkpoint of step %d",
-                    target, copy[0])
-        saved = OmegaConf.create(copy[1])
-    differ = [key for key in set(flatten(OmegaConf.to_container(cfg))) | set(flatten(OmegaConf.to_container(saved)))
-              if key not in IGNORED_ON_RESUME and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
-    if differ:
-        shown = ", ".join(f"{k}={OmegaConf.select(cfg, k)!r} (was {OmegaConf.select(saved, k)!r})" for k in sorted(differ)[:5])
-        raise ConfigError("trainer.resume", f"{target} was trained with another config: {shown}; "
-                                            "resume with the settings it was started with")
-    return target, True
 
 
 def _check_writable(run_dir: Path, key: str) -> None:
@@ -133,22 +92,26 @@ class Result:
         return read_metrics(self.run_dir)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> float:
+def run(cfg: DictConfig, run_dir: Path, overrides: Optional[Sequence[str]] = None) -> float:
     """Train the configured autoencoder(s); return the final validation loss (for sweepers; the
     mean over a seed batch; +inf when training diverged). A run stopped by SIGTERM/SIGINT saves a
-    checkpoint and exits with ``EXIT_PREEMPTED``."""
-    results = run_all(cfg, run_dir)
+    checkpoint and exits with ``EXIT_PREEMPTED``. ``overrides``: the command line's, as typed (what a
+    resume may take from the run it continues: ``aejax.resume``)."""
+    results = run_all(cfg, run_dir, overrides=overrides)
     losses = [r.summary["val/loss"] if r.status == "finished" else math.inf for r in results]
     return float(np.mean(losses)) if all(math.isfinite(v) for v in losses) else math.inf
 
 
 def run_all(raw: DictConfig, run_dir: Path, model: Optional[Callable[[jax.Array], nnx.Module]] = None,
-            data: Optional[Dataset] = None) -> list[Result]:
+            data: Optional[Dataset] = None, overrides: Optional[Sequence[str]] = None) -> list[Result]:
     """Train what ``raw`` configures (with ``model``: a factory ``key -> module`` instead of its
-    encoder and decoder; with ``data``: this dataset instead of its dataset); one result per run."""
+    encoder and decoder; with ``data``: this dataset instead of its dataset); one result per run.
+    A resume continues with the run's own config (``aejax.resume``; ``overrides``: the command's)."""
     cfg = validate(raw)  # once per job
     distributed.initialize(cfg.distributed)  # before JAX uses a device
-    run_dir, resume = resume_target(cfg, distributed.shared_run_dir(Path(run_dir)))
+    run_dir, resume, resumed = resume_target(cfg, distributed.shared_run_dir(Path(run_dir)), overrides)
+    if resumed is not cfg:  # the run's own config, not the command's defaults
+        raw = cfg = resumed
     writer = distributed.is_writer()  # process 0 writes the run directory (with one process: this one)
     if writer:
         check_logger(cfg.logger)
@@ -239,23 +202,42 @@ def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, track
         f"(best {s['val/loss_best']:.5f} at epoch {s['val/loss_best_epoch']}; {cfg.variant.recon}, mean per value)",
     ]
     if "test/mse" in s:
-        ratio = s.get("test/ae_pca_ratio")
-        parts = [f"test/mse {s['test/mse']:.5f}", f"PCA at k={cfg.model.latent_dim} {s['test/pca_mse']:.5f} " + (
-            f"(AE/PCA {ratio:.2f})" if ratio is not None else "(lossless at this k: no AE/PCA ratio)")]
-        parts += [f"{label} {s[key]:.1%}" for key, label in (("test/probe_accuracy", "probe"), ("test/knn_accuracy", "kNN"))
-                  if key in s]
-        parts += [f"{label} {s[key]:.4g}" for key, label in (("test/iwae_nll", "NLL"), ("anomaly/auroc", "anomaly AUROC"))
-                  if key in s]
-        lines.append("  " + "   ".join(parts))
-        codes = [f"{label} {s[key]:.4g}" for key, label in (
-            ("test/l0", "L0"), ("test/fvu", "FVU"), ("test/dead_fraction", "dead"), ("test/mmcs", "MMCS"),
-            ("test/recovered_fraction", "recovered>0.9"), ("test/codebook_perplexity", "codebook perplexity"),
-            ("test/codebook_usage", "usage")) if s.get(key) is not None]
-        if codes:
-            lines.append("  " + "   ".join(codes))
+        lines += _evaluation_lines(cfg, s)
     lines.append(f"  run dir: {run_dir}")
     for sink in trackers.sinks:
         if hasattr(sink, "location"):
             hint = f" (upload with `wandb sync {sink.location}`)" if sink.mode == "offline" else ""
             lines.append(f"  W&B ({sink.mode}): {sink.location}{hint}")
     print("\n".join(lines), flush=True)
+
+
+def _evaluation_lines(cfg: DictConfig, s: dict) -> list[str]:
+    """The summary's lines of end-of-run numbers, each with its unit."""
+    ratio = s.get("test/ae_pca_ratio")
+    parts = [f"test/mse {s['test/mse']:.5f} per value", f"PCA at k={cfg.model.latent_dim} {s['test/pca_mse']:.5f} " + (
+        f"(AE/PCA {ratio:.2f})" if ratio is not None else "(lossless at this k: no AE/PCA ratio)")]
+    parts += [f"{label} {s[key]:.1%}" for key, label in (("test/probe_accuracy", "probe"), ("test/knn_accuracy", "kNN"))
+              if key in s]
+    if "test/probe_accuracy" in s and cfg.eval.anomaly is not None:
+        parts[-1] += f" (on the normal classes {_classes(cfg.eval.anomaly.normal_classes)}, all the probes saw)"
+    if "test/iwae_nll" in s:
+        parts.append(f"NLL {s['test/iwae_nll']:.2f} nats per example")
+    lines = ["  " + "   ".join(parts)]
+    if "anomaly/auroc" in s:
+        lines.append(f"  anomaly AUROC {s['anomaly/auroc']:.3f} (PCA at k={cfg.model.latent_dim} "
+                     f"{s['anomaly/pca_auroc']:.3f}, IsolationForest {s['anomaly/iforest_auroc']:.3f}, same split); "
+                     f"threshold: the {cfg.eval.anomaly.percentile:g}th percentile of {s['anomaly/threshold_examples']:,} "
+                     f"training errors flags {s['anomaly/detection_rate']:.1%} of the other classes, "
+                     f"{s['anomaly/false_alarm_rate']:.1%} of the normal ones")
+    codes = [f"{label} {s[key]:.4g}" for key, label in (
+        ("test/l0", "L0 (active units per example)"), ("test/fvu", "FVU"), ("test/dead_fraction", "dead fraction"),
+        ("test/mmcs", "MMCS"), ("test/recovered_fraction", "recovered>0.9"),
+        ("test/codebook_perplexity", "codebook perplexity"), ("test/codebook_usage", "usage")) if s.get(key) is not None]
+    if codes:
+        lines.append("  " + "   ".join(codes))
+    return lines
+
+
+def _classes(classes) -> str:
+    c = sorted(classes)
+    return f"{c[0]}-{c[-1]}" if len(c) > 2 and c == list(range(c[0], c[-1] + 1)) else ",".join(map(str, c))

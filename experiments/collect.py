@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", help="the folder under experiments/, e.g. bottleneck_sweep")
     parser.add_argument("root", type=Path, help="the study's sweep (or run) directory")
-    parser.add_argument("--metric", default="val/loss", help="the report's plotted metric")
+    parser.add_argument("--metric", default=None, help="the report's plotted metric (default: aejax-report's)")
     parser.add_argument("--figures", nargs="*", default=None, help="jobs whose snapshot figures to copy (default: all)")
     args = parser.parse_args()
     for path in collect(args.study, args.root, args.metric, args.figures):

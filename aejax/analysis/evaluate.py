@@ -6,7 +6,8 @@ the code for labels it never saw (a linear probe and k-nearest neighbours, train
 of the training split). For Gaussian heads with BCE (a Bernoulli decoder): the ELBO, an
 importance-weighted estimate of the negative log-likelihood and the number of active units.
 With ``eval.anomaly`` (training on some classes only): AUROC of the reconstruction error for the
-held-out classes and the detection rate at a percentile of the training errors.
+held-out classes beside PCA's and an IsolationForest's, and the detection rate at a percentile of
+the training errors (``aejax.analysis.anomaly``); the probes are then scored on the normal classes.
 All heavy work runs compiled on the device, a chunk at a time; the probes use scikit-learn.
 """
 from __future__ import annotations
@@ -147,8 +148,11 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     train = _per_example(graphdef, params, x_train[: e.probe_examples], batch) if needed else None
     if probe:
         y_train = data.y_train[: len(train["z"])]
-        out["test/probe_accuracy"] = metrics.linear_probe_accuracy(train["z"], y_train, test["z"], data.y_test)
-        out["test/knn_accuracy"] = metrics.knn_accuracy(train["z"], y_train, test["z"], data.y_test, e.knn_k)
+        # in anomaly mode the probes know the normal classes only: scored on those classes' test examples
+        seen = np.isin(data.y_test, list(e.anomaly.normal_classes)) if e.anomaly is not None else slice(None)
+        z_test, y_test = test["z"][seen], data.y_test[seen]
+        out["test/probe_accuracy"] = metrics.linear_probe_accuracy(train["z"], y_train, z_test, y_test)
+        out["test/knn_accuracy"] = metrics.knn_accuracy(train["z"], y_train, z_test, y_test, e.knn_k)
 
     if model.head == "gaussian" and recon == "bce":  # a VAE with a Bernoulli decoder
         n = min(e.iwae_examples, len(data.x_test))
@@ -158,10 +162,12 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
         out["test/active_units"] = metrics.active_units(test["z"])
 
     if e.anomaly is not None:
+        from aejax.analysis.anomaly import anomaly_metrics
+
         check_labels_for_anomaly(data)
         normal = np.isin(data.y_test, list(e.anomaly.normal_classes))
-        out["anomaly/auroc"] = metrics.auroc(test["mse"][normal], test["mse"][~normal])
-        threshold, rate = metrics.detection_rate(train["mse"], test["mse"][~normal], e.anomaly.percentile)
-        out["anomaly/threshold"], out["anomaly/detection_rate"] = threshold, rate
-        out["anomaly/false_alarm_rate"] = float(np.mean(test["mse"][normal] > threshold))
+        # the threshold: the errors of every training example at hand (all of an in-memory split)
+        errors = train["mse"] if len(train["mse"]) == len(x_train) else _per_example(graphdef, params, x_train, batch)["mse"]
+        out.update(anomaly_metrics(normal, errors, test["mse"], x_train, data.x_test, model.latent_dim,
+                                   e.anomaly.percentile))
     return out

@@ -170,14 +170,16 @@ class ImageRows:
 
 
 class Manifold:
-    """The decoded lattice of a 2-D code placed at its coordinates, on the same axis limits as
-    the latent scatter. ``decoded[i * G + j]`` is the decoding of ``(z1[j], z2[i])`` with ``z2``
+    """The decoded lattice of a 2-D code placed at its coordinates, its cells whole and square
+    (``limits``, the scatter's, are not used: the axes span the lattice). Antialiased: a 20x20
+    lattice of 28x28 images is drawn smaller than its pixels, and nearest-pixel sampling would
+    drop whole rows of them. ``decoded[i * G + j]`` is the decoding of ``(z1[j], z2[i])`` with ``z2``
     ascending; the mosaic's rows are flipped so that high z₂ is on top."""
 
     def __init__(self):
         self.fig = _new_figure((5.0, 5.0))
         self.ax = ax = self.fig.add_subplot()
-        self.image = ax.imshow(np.zeros((2, 2)), cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+        self.image = ax.imshow(np.zeros((2, 2)), cmap="gray", vmin=0, vmax=1, interpolation="antialiased", aspect="auto")
         ax.set(xlabel="z₁", ylabel="z₂", facecolor="0.85")
         self.fig.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.93)
         self.title = ax.set_title("", fontsize=9)
@@ -188,11 +190,15 @@ class Manifold:
         g = len(z1)
         self.image.set_data(_as_image(tile(
             decoded.reshape(g, g, *decoded.shape[1:])[::-1].reshape(g * g, *decoded.shape[1:]), g, g, gap=1)))
-        d1, d2 = (z1[-1] - z1[0]) / max(g - 1, 1), (z2[-1] - z2[0]) / max(g - 1, 1)
-        self.image.set_extent((z1[0] - d1 / 2, z1[-1] + d1 / 2, z2[0] - d2 / 2, z2[-1] + d2 / 2))
-        self.ax.set(xlim=limits[:2], ylim=limits[2:])
+        d1, d2 = ((z[-1] - z[0]) / (g - 1) if g > 1 and z[-1] != z[0] else 1.0 for z in (z1, z2))
+        extent = (z1[0] - d1 / 2, z1[-1] + d1 / 2, z2[0] - d2 / 2, z2[-1] + d2 / 2)
+        self.image.set_extent(extent)
+        # every cell whole (the axes span the lattice, not the scatter's wider limits), and square:
+        # one z2 unit drawn d1/d2 times as tall as one z1 unit
+        self.ax.set(xlim=extent[:2], ylim=extent[2:])
+        self.ax.set_aspect(d1 / d2, adjustable="box")
         self.title.set_text(title)
-        return self.blitter.save(path, layout=tuple(limits))
+        return self.blitter.save(path, layout=extent)
 
 
 class DataSpace:

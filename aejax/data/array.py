@@ -134,6 +134,7 @@ def as_dataset(obj: Any, name: str, *, where: Optional[str] = None) -> Dataset:
         top = int(max(y_train.max(), y_test.max()))
         if names and top >= len(names):
             raise _fail(where, f"class_names has {len(names)} names but the labels go up to {top}")
+        names = names or tuple(str(i) for i in range(top + 1))  # integer labels without names: their numbers
     elif names:
         raise _fail(where, "class_names without y_train and y_test: there are no labels to name")
     unit = bool(min(x_train.min(), x_test.min()) >= 0.0 and max(x_train.max(), x_test.max()) <= 1.0)

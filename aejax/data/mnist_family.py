@@ -35,9 +35,11 @@ this module holds the TFDS builders and the public API (``prepare``, ``data_sour
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shutil
+import sys
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +67,6 @@ class _QuietUnprepared(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietUnprepared())
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,8 +278,11 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None, source_dir: st
             config = tfds.download.DownloadConfig(
                 try_download_gcs=False,  # True asks GCS for a prebuilt copy: a long hang offline
                 compute_stats=tfds.download.ComputeStatsMode.SKIP)
+            source = resolved[0] if resolved and resolved[0] is not None else "a download"
+            print(f"aejax: preparing {name} once into {b.data_dir}, from {source}", file=sys.stderr, flush=True)
             try:
-                b.download_and_prepare(download_config=config)
+                with contextlib.redirect_stdout(io.StringIO()):  # TFDS's "Downloading ... Unknown size" lines
+                    b.download_and_prepare(download_config=config)
             except BaseException:
                 _cleanup_failed(b)
                 raise

@@ -1,5 +1,6 @@
 """The figures of ``aejax-report``: the final metric against the bottleneck size (or per series
-with one size) and every run's loss curves. matplotlib is imported only when a figure is drawn."""
+with one size) and every run's loss curves. Each returns its matplotlib Figure (what it plotted,
+for tests), or None when there is nothing to plot. matplotlib is imported only when a figure is drawn."""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,7 @@ from aejax.reporting.runs import LATENT, SEED, Run
 
 
 def _series_label(run: Run, varied: list[str]) -> str:
-    parts = [f"{k.split('.')[-1]}={run.params[k]}" for k in varied if k not in (LATENT, SEED) and k in run.params]
+    parts = [f"{k.replace('/', '.').split('.')[-1]}={run.params[k]}" for k in varied if k not in (LATENT, SEED) and k in run.params]
     if parts:
         return ", ".join(parts)
     return str(run.config.get("variant.name", "runs"))
@@ -30,21 +31,26 @@ def _log_scale_if_wide(ax, values: list[float]) -> None:
         ax.set_yscale("log")
 
 
-def plot_vs_latent_dim(runs: list[Run], varied: list[str], metric: str, path: Path) -> bool:
-    """The final ``metric`` against model.latent_dim per series; False if there is nothing to plot."""
+def _dataset(run: Run) -> str:
+    return str(run.config.get("dataset.name", "data"))
+
+
+def plot_vs_latent_dim(runs: list[Run], varied: list[str], metric: str, path: Path):
+    """The final ``metric`` against model.latent_dim per series, and PCA's test MSE at the same
+    sizes when the metric is an MSE, one line per dataset; the Figure, or None if there is nothing to plot."""
     from matplotlib.figure import Figure
 
     points: dict[str, dict[int, list[float]]] = {}
-    pca: dict[int, list[float]] = {}
+    pca: dict[str, dict[int, list[float]]] = {}
     for run in runs:
         k, y = run.config.get(LATENT), _number(run.summary.get(metric))
         if not run.ok or not isinstance(k, int) or y is None:
             continue
         points.setdefault(_series_label(run, varied), {}).setdefault(k, []).append(y)
         if _number(run.summary.get("test/pca_mse")) is not None:
-            pca.setdefault(k, []).append(float(run.summary["test/pca_mse"]))
+            pca.setdefault(_dataset(run), {}).setdefault(k, []).append(float(run.summary["test/pca_mse"]))
     if not points:
-        return False
+        return None
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     for label, by_k in points.items():
@@ -55,8 +61,11 @@ def plot_vs_latent_dim(runs: list[Run], varied: list[str], metric: str, path: Pa
             ax.fill_between(ks, [min(by_k[k]) for k in ks], [max(by_k[k]) for k in ks], color=line.get_color(), alpha=0.2)
         ax.scatter([k for k in ks for _ in by_k[k]], [y for k in ks for y in by_k[k]], s=10, color=line.get_color())
     if pca and "mse" in metric:
-        ks = sorted(pca)
-        ax.plot(ks, [sum(pca[k]) / len(pca[k]) for k in ks], "k--", marker="x", label="PCA, k components (test MSE)")
+        for i, (dataset, by_k) in enumerate(sorted(pca.items())):
+            ks = sorted(by_k)
+            where = f" on {dataset}" if len(pca) > 1 else ""
+            ax.plot(ks, [sum(by_k[k]) / len(by_k[k]) for k in ks], color="k", ls=["--", ":", "-."][i % 3], marker="x",
+                    label=f"PCA, k components{where} (test MSE)")
     all_k = sorted({k for by_k in points.values() for k in by_k})
     if len(all_k) > 1 and all_k[0] > 0:
         ax.set_xscale("log", base=2)
@@ -68,55 +77,67 @@ def plot_vs_latent_dim(runs: list[Run], varied: list[str], metric: str, path: Pa
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=110)
-    return True
+    return fig
 
 
-def plot_by_series(runs: list[Run], varied: list[str], metric: str, path: Path) -> bool:
+def plot_by_series(runs: list[Run], varied: list[str], metric: str, path: Path):
     """The final ``metric`` per series (one bottleneck size): the mean over seeds as a bar, each run
-    as a dot, and PCA's test MSE as a line when the metric is an MSE."""
+    as a dot, and when the metric is an MSE the PCA baseline of each series' own dataset as a dashed
+    mark over its bar; the Figure, or None if there is nothing to plot."""
     from matplotlib.figure import Figure
 
     values: dict[str, list[float]] = {}
-    pca: list[float] = []
+    pca: dict[str, list[float]] = {}
     for run in runs:
         y = _number(run.summary.get(metric))
         if run.ok and y is not None:
-            values.setdefault(_series_label(run, varied), []).append(y)
+            label = _series_label(run, varied)
+            values.setdefault(label, []).append(y)
             if _number(run.summary.get("test/pca_mse")) is not None:
-                pca.append(float(run.summary["test/pca_mse"]))
+                pca.setdefault(label, []).append(float(run.summary["test/pca_mse"]))
     if not values:
-        return False
-    fig = Figure(figsize=(max(5.0, 1.3 * len(values) + 2), 4.2), layout="constrained")
-    ax = fig.subplots()
+        return None
     labels = list(values)
+    fig = Figure(figsize=(max(5.0, 1.2 * len(labels) + 2), 4.4), layout="constrained")
+    ax = fig.subplots()
     for i, label in enumerate(labels):
         ax.bar(i, sum(values[label]) / len(values[label]), color=f"C{i % 10}", alpha=0.6)
         ax.scatter([i] * len(values[label]), values[label], color="k", s=12, zorder=3)
     if pca and "mse" in metric:
-        ax.axhline(sum(pca) / len(pca), color="k", ls="--", label=f"PCA, same k (test MSE) {sum(pca) / len(pca):.4g}")
-        ax.legend(fontsize="small")
-    ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+        for i, label in enumerate(labels):
+            if label in pca:
+                ax.hlines(sum(pca[label]) / len(pca[label]), i - 0.42, i + 0.42, color="k", ls="--", zorder=4,
+                          label="PCA, same k, same dataset (test MSE)" if i == 0 else None)
+        fig.legend(loc="outside lower center", fontsize="small")  # below: not over a bar's mark
+    # one parameter per line: long labels side by side do not overlap
+    ax.set_xticks(range(len(labels)), [label.replace(", ", "\n") for label in labels], fontsize="small")
     ks = {run.config.get(LATENT) for run in runs if run.ok}
     ax.set(ylabel=f"final {metric}", title=f"final {metric}" + (f", model.latent_dim={ks.pop()}" if len(ks) == 1 else "")
            + "\nbars: mean over seeds, dots: runs")
     ax.grid(True, axis="y", alpha=0.3)
     fig.savefig(path, dpi=110)
-    return True
+    return fig
 
 
-def plot_loss_curves(runs: list[Run], varied: list[str], path: Path) -> bool:
-    """train/loss and val/loss per epoch of every run that logged any: a colour per series, and
-    with at most 12 runs a legend entry per run; runs that did not finish are dashed."""
+LOSSES = ("train/loss", "val/loss")
+
+
+def plot_loss_curves(runs: list[Run], varied: list[str], path: Path, keys: tuple[str, ...] = LOSSES,
+                     ylabel: str = "loss (the variant's objective, mean per value)"):
+    """``keys`` (train/loss and val/loss; ``("val/mse",)`` when the runs' objectives differ) per
+    epoch of every run that logged any, a panel per key: a colour per series, and with at most 12
+    runs a legend entry per run; runs that did not finish are dashed. The Figure, or None."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
-    runs = [run for run in runs if run.rows]
+    runs = [run for run in runs if any(key in r for r in run.rows for key in keys)]
     if not runs:
-        return False
+        return None
     series = list(dict.fromkeys(_series_label(run, varied) for run in runs))
     per_run = len(runs) <= 12
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    fig = Figure(figsize=(5.5 * len(keys) + 2.5, 4.2), layout="constrained")
+    axes = list(fig.subplots(1, len(keys), sharey=True, squeeze=False)[0])
     values, handles = [], []
     styles = ["-", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
     seen: dict[str, int] = {}
@@ -125,21 +146,22 @@ def plot_loss_curves(runs: list[Run], varied: list[str], path: Path) -> bool:
         color = f"C{series.index(label) % 10}"
         style = "--" if not run.ok else styles[seen.get(label, 0) % len(styles)] if per_run else "-"
         seen[label] = seen.get(label, 0) + 1
-        for ax, key in zip(axes, ("train/loss", "val/loss")):
+        for ax, key in zip(axes, keys):
             xy = [(r["epoch"], float(r[key])) for r in run.rows if _number(r.get(key)) is not None and "epoch" in r]
             if xy:
                 values += [y for _, y in xy]
-                ax.plot(*zip(*xy), linestyle=style, color=color, alpha=0.85, lw=1.3)
+                ax.plot(*zip(*xy), linestyle=style, color=color, alpha=0.85, lw=1.3, label=label)
         if per_run:
             name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in run.params.items()) or run.name
             handles.append(Line2D([], [], color=color, linestyle=style, label=f"{name} ({run.status})" if not run.ok else name))
     if not per_run:
         handles = [Line2D([], [], color=f"C{i % 10}", label=label) for i, label in enumerate(series)]
-    for ax, key in zip(axes, ("train/loss", "val/loss")):
+    for ax, key in zip(axes, keys):
         ax.set(xlabel="epoch", title=f"{key}, {len(runs)} runs")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         _log_scale_if_wide(ax, values)
-    axes[0].set_ylabel("loss (the variant's objective, mean per value)")
+    axes[0].set_ylabel(ylabel)
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     fig.savefig(path, dpi=110)
-    return True
+    return fig

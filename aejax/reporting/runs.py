@@ -93,6 +93,17 @@ def varied_parameters(runs: list[Run]) -> list[str]:
     return labels
 
 
+def objective(run: Run) -> str:
+    """What a run's ``val/loss`` and ``train/loss`` measure: its reconstruction loss, head, terms and
+    corruption (``mse``, ``bce + kl``, ``mse + l1 (0.001)``, ...); runs with different objectives
+    have losses on different scales."""
+    c = run.config
+    terms = sorted({k.split(".")[2] for k in c if k.startswith("variant.terms.") and k.count(".") >= 3})
+    parts = [str(c.get("variant.recon", "mse"))] + [f"{t} ({c.get(f'variant.terms.{t}.weight')})" for t in terms]
+    corrupted = any(k.startswith("variant.corruption.") and v is not None for k, v in c.items())
+    return " + ".join(parts) + (", corrupted input" if corrupted else "")
+
+
 def load_runs(root: Path) -> tuple[list[Run], list[str]]:
     runs = [load_run(path, root) for path in find_runs(root)]
     return runs, varied_parameters(runs)

@@ -29,6 +29,7 @@ from flax import nnx
 from aejax.data import Dataset
 from aejax.startup import seconds_since_start
 from aejax.tracking import Tracker, progress_bar
+from aejax.tracking.progress import logs_above
 from aejax.training.checkpoint import Checkpoints
 from aejax.training.epoch import epoch_key, make_eval_fn, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
@@ -146,12 +147,12 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
 
     report_every = max(1, trainer.epochs // 10)
     label = f"{parts.label} z={model.latent_dim}" + (f" x{n} seeds" if batched else "")
-    bar = progress_bar(trainer.epochs, trainer.progress, label)
-    bar.update(step // steps)
     start, first = time.perf_counter(), step
     first_step_s = seconds_since_start()
     log.info("first training step %.2f s after the process started (compiling took %.2f s)", first_step_s, compile_s)
-    with bar, StopSignals() as stop:
+    bar = progress_bar(trainer.epochs, trainer.progress, label)  # after that line: it would land inside the bar
+    bar.update(step // steps)
+    with bar, logs_above(bar), StopSignals() as stop:
         while step < total and alive():
             epoch, lo = step // steps + 1, step % steps
             end = _segment_end(step, steps, every)
