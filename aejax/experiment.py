@@ -5,6 +5,7 @@ import errno
 import logging
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -23,7 +24,7 @@ from aejax.errors import ConfigError, RunError
 from aejax.rundir import (CHECKPOINTS, FINISHED, SEED_PREFIX, BatchDir, flatten, read_config, read_metrics,
                           read_summary, seed_dir, sweep_group)
 from aejax.runlock import finished_already, own
-from aejax.tracking import Trackers, check_logger, open_trackers
+from aejax.tracking import PartsLine, Trackers, check_logger, open_trackers
 from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
@@ -191,9 +192,12 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
                 continue
             if built.eval.enabled and writer:  # on one device, with no other process involved
                 key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
+                line, start = PartsLine("evaluating", built.parts.trainer.progress), time.perf_counter()
                 result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(result.state.params),
                                                key, pca_mse=pca, recon=getattr(built.parts.objective, "recon", "mse"),
-                                               batch_size=built.parts.trainer.eval_batch_size))
+                                               batch_size=built.parts.trainer.eval_batch_size, report=line))
+                result.summary["eval_time_s"] = round(time.perf_counter() - start, 3)
+                line.close(result.summary["eval_time_s"])
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
             tracker.summary({**result.summary, "run_dir": str(dir_)})
             statuses[i] = "finished"
