@@ -165,12 +165,14 @@ def knn_neighbours(z_train: np.ndarray, z_test: np.ndarray, k: int = 5, chunk_si
     last = members[:, picks]
     beyond = np.sum((train[np.minimum(last, n - 1)] - test[:, None, :]) ** 2, axis=2)
     beyond = np.where(last < n, beyond, np.inf).min(axis=1)  # the next group's nearest member, exactly
-    # float32's error in the groups' distances: rounding the centred codes (4 eps), then |q|^2, |t|^2
-    # and q.t (d eps each at most) and their sum (2 eps), each of a size up to |q|^2 + |t|^2. A code
-    # of another group is at least at the next group's nearest member, less twice that.
-    norms = np.sum(queries[:len(test)].astype(np.float64) ** 2, axis=1) + np.max(np.sum(padded[:n] ** 2, axis=1))
-    bound = (2 * train.shape[1] + 12) * _EPS32 * norms + 1e-30
-    unclear = np.flatnonzero(~(beyond - 2 * bound > kth))
+    # float32's error in a distance: rounding the centred codes (2 eps), then |q|^2, |t|^2 and q.t
+    # (d eps each at most) and their sum (2 eps), each up to e = (2d + 12) eps times |q|^2 + |t|^2,
+    # where |t|^2 <= 2 |q|^2 + 2 true: so true (1 - 2e) - 3e |q|^2 <= computed <= true (1 + 2e) + 3e |q|^2.
+    # No code of another group is nearer than the next group's nearest member in float32, so every
+    # such code is at least at (beyond (1 - 2e) - 6e |q|^2) / (1 + 2e), which must exceed the k-th.
+    e = (2 * train.shape[1] + 12) * _EPS32
+    q2 = np.sum(queries[:len(test)].astype(np.float64) ** 2, axis=1)
+    unclear = np.flatnonzero(~(beyond * (1 - 2 * e) - 6 * e * q2 > kth * (1 + 2 * e)))
     if len(unclear):
         nearest[unclear] = _rank(test[unclear], train, np.broadcast_to(np.arange(n), (len(unclear), n)), k)[0]
     return nearest
