@@ -105,12 +105,16 @@ def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.
                     if rows > n else a.reshape(-1, batch, *a.shape[1:]) for a in arrays)
 
 
-def _per_example(program: Callable, params: nnx.State, x: np.ndarray, batch: int) -> dict[str, np.ndarray]:
-    """Codes (posterior means), log-variances and reconstruction errors: ``program`` (the compiled
-    ``_per_example_chunks`` of a model) over chunks of ``batch``."""
-    n, (chunks,) = _chunked((np.asarray(x, np.float32),), batch)
-    out = jax.device_get(program(params, chunks))
-    return {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
+def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray],
+                 batch: int) -> list[dict[str, np.ndarray]]:
+    """Codes (posterior means), log-variances and reconstruction errors of each array of
+    ``splits``: one compiled program over chunks of ``batch`` of them all, in one call."""
+    sizes = [len(x) for x in splits]
+    n, (chunks,) = _chunked((np.concatenate([np.asarray(x, np.float32) for x in splits]),), batch)
+    out = jax.device_get(jax.jit(partial(_per_example_chunks, graphdef))(params, chunks))
+    flat = {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
+    bounds = np.cumsum([0, *sizes])
+    return [{k: v[a:b] for k, v in flat.items()} for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _bounds_chunks(model: nnx.Module, x: jax.Array, mean: jax.Array, logvar: jax.Array,
@@ -173,9 +177,10 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
     probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
     with parts.part("codes"):
-        program = jax.jit(partial(_per_example_chunks, graphdef))  # one trace for both splits' shapes when equal
-        test = _per_example(program, params, data.x_test, batch)
-        train = _per_example(program, params, x_train[: e.probe_examples], batch) if probe or e.anomaly is not None else None
+        needed = probe or e.anomaly is not None  # the training split's codes
+        test, *rest = _per_example(graphdef, params, [data.x_test, *([x_train[: e.probe_examples]] if needed else [])],
+                                   batch)
+        train = rest[0] if rest else None
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
     if "bce" in test:
         out["test/bce"] = float(np.mean(test["bce"]))
