@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -88,7 +89,7 @@ def load(file: Path, expected_key: str, features: int, k: int) -> Optional[Basis
                 return None
             basis = Basis(saved["mean"], saved["components"])
             checksum = str(saved["checksum"])
-    except (OSError, ValueError, KeyError, EOFError):  # absent, truncated, not an npz: fit again
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, truncated, not an npz: fit again
         return None
     shapes = (basis.mean.shape == (features,) and basis.components.ndim == 2
               and basis.components.shape[1] == features and basis.components.shape[0] <= k)
