@@ -38,10 +38,16 @@ cfg = aejax.compose(overrides)
 data = load_data(cfg.dataset)
 from flax import nnx
 graphdef, params = nnx.split(run.model)
-start = time.perf_counter()
+import inspect
+parts = {}
+def report(name, seconds):
+    if seconds is not None:
+        parts[name] = round(seconds, 3)
+extra = {"report": report} if "report" in inspect.signature(evaluate).parameters else {}
+start, cpu = time.perf_counter(), time.process_time()
 s = evaluate(OmegaConf.to_object(cfg.eval), data, graphdef, params, jax.random.key(0), recon=cfg.variant.recon,
-             batch_size=cfg.trainer.eval_batch_size)
-s["eval_s"] = time.perf_counter() - start
+             batch_size=cfg.trainer.eval_batch_size, **extra)
+s["eval_s"], s["eval_cpu_s"], s["parts"] = time.perf_counter() - start, time.process_time() - cpu, parts
 s["train_time_s"] = run.summary["train_time_s"]
 print("RESULT " + json.dumps(s))
 """
@@ -68,8 +74,8 @@ def speed(args: argparse.Namespace) -> None:
                     raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
                 rows[name].append(json.loads(line[7:]))
                 s = rows[name][-1]
-                print(f"round {r + 1} {name}: train {s['train_time_s']:.2f} s, evaluation {s['eval_s']:.2f} s, "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                print(f"round {r + 1} {name}: train {s['train_time_s']:.2f} s, evaluation {s['eval_s']:.2f} s "
+                      f"({s['eval_cpu_s']:.2f} CPU-s; {s['parts'] or 'no parts'}), load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"\n| {args.epochs} epochs, Fashion-MNIST, default MLP | training (train_time_s) | evaluation | "
           "evaluation / training | test/mse | PCA | probe | kNN |")
     print("|---|---|---|---|---|---|---|---|")
