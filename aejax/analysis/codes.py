@@ -6,7 +6,7 @@ evaluation) and giving its numbers.
 logit for two classes) on codes standardised as its ``StandardScaler`` does, fitted by Newton's
 method in float64 numpy to the optimum (scikit-learn's L-BFGS stops near it, at ``tol=1e-4``).
 ``knn_accuracy``: exact k nearest neighbours. The device finds, for each test code, the k + 4
-groups of 32 training codes whose nearest members are closest (float32); float64 numpy ranks
+groups of 16 training codes whose nearest members are closest (float32); float64 numpy ranks
 the codes of those groups exactly, and a row whose k-th distance is not clear of the next
 group's (by a bound on float32's error) is ranked against all training codes instead.
 """
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-GROUP = 32  # training codes per group of the kNN search
+GROUP = 16  # training codes per group of the kNN search
 _EPS32 = float(np.finfo(np.float32).eps)
 
 
