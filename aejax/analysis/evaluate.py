@@ -110,7 +110,11 @@ def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndar
     """Codes (posterior means), log-variances and reconstruction errors of each array of
     ``splits``: one compiled program over chunks of ``batch`` of them all, in one call."""
     sizes = [len(x) for x in splits]
-    n, (chunks,) = _chunked((np.concatenate([np.asarray(x, np.float32) for x in splits]),), batch)
+    n = sum(sizes)
+    batch = max(1, min(batch, n))
+    padded = np.zeros((-(-n // batch) * batch, *splits[0].shape[1:]), np.float32)  # one copy: splits and padding
+    np.concatenate(splits, out=padded[:n], casting="same_kind")
+    chunks = padded.reshape(-1, batch, *padded.shape[1:])
     out = jax.device_get(jax.jit(partial(_per_example_chunks, graphdef))(params, chunks))
     flat = {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
     bounds = np.cumsum([0, *sizes])
