@@ -5,6 +5,7 @@ import errno
 import logging
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -24,7 +25,8 @@ from aejax.errors import ConfigError, RunError
 from aejax.resume import IGNORED_ON_RESUME, resume_target  # noqa: F401  (also imported from here)
 from aejax.rundir import FINISHED, BatchDir, read_metrics, read_summary, seed_dir, sweep_group
 from aejax.runlock import finished_already, own
-from aejax.tracking import Trackers, check_logger, open_trackers
+from aejax.tracking import PartsLine, Trackers, check_logger, open_trackers
+from aejax.training.checkpoint import saved_config
 from aejax.training.loop import fit_seeds
 from aejax.training.parallel import first_replica
 from aejax.training.preemption import EXIT_PREEMPTED, Preempted
@@ -155,10 +157,13 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
                       file=sys.stderr, flush=True)
                 continue
             if built.eval.enabled and writer:  # on one device, with no other process involved
-                key = jax.random.fold_in(jax.random.key(run_cfg.seed), 1)
+                key = _eval_key(run_cfg.seed)
+                line, start = PartsLine("evaluating", built.parts.trainer.progress), time.perf_counter()
                 result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(variables(result.state)),
                                                key, pca_mse=pca, recon=getattr(built.parts.objective, "recon", "mse"),
-                                               batch_size=built.parts.trainer.eval_batch_size))
+                                               batch_size=built.parts.trainer.eval_batch_size, report=line))
+                result.summary["eval_time_s"] = round(time.perf_counter() - start, 3)
+                line.close(result.summary["eval_time_s"])
                 pca = result.summary["test/pca_mse"]  # the same baseline for every seed
                 write_code_figure(dir_, result.graphdef, first_replica(variables(result.state)), data.x_test,
                                   data.ground_truth, built.parts.trainer.eval_batch_size)
@@ -190,6 +195,12 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
         print(batch.describe(), flush=True)
     return [Result({**r.summary, "status": st, "run_dir": str(d)}, d, r.model if st == "finished" else None, st)
             for r, (_, d), st in zip(results, runs, statuses)]
+
+
+@jax.jit
+def _eval_key(seed: int) -> jax.Array:
+    """The evaluation's key (the VAE bounds' samples): one small compiled program, not three eager ones."""
+    return jax.random.fold_in(jax.random.key(seed), 1)
 
 
 def _print_summary(cfg: DictConfig, data: Dataset, s: dict, run_dir: Path, trackers) -> None:

@@ -1,16 +1,56 @@
-"""The evaluation figures of docs/evaluation.md: AE/PCA error ratio and probe accuracy at k = 2 and 32.
+"""The evaluation figures of docs/evaluation.md: AE/PCA error ratio and probe accuracy at k = 2 and 32;
+with --speed, what the end-of-run evaluation costs against training (docs/performance.md).
 
 Runs `aejax-train` (W&B off) on scikit-learn's digits (the default experiment) and on
 Fashion-MNIST (the 784-128-32-k bowtie, 20 epochs), reads each summary.json, prints a table.
+--speed: trains `dataset=fashion_mnist` (the default MLP, --epochs 10) in a fresh process per
+round with the evaluation off, then times `evaluate` in that process as a run does (cold: its
+imports and compiles come from that process; the compile cache as `aejax-train` sets it up),
+for this checkout and, with --baseline DIR, another one side by side (rounds alternate).
 Usage: python scripts/measure_eval.py [--fashion-epochs 20] [--data-dir DIR]
+       python scripts/measure_eval.py --speed [--epochs 10] [--rounds 3] [--baseline ../main] [--data-dir DIR]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs in the checkout under test (PYTHONPATH): train with the evaluation off, then evaluate once.
+SPEED_DRIVER = """
+import json, sys, time
+from aejax.startup import setup_compile_cache
+setup_compile_cache()
+import jax
+from omegaconf import OmegaConf
+import aejax
+from aejax.analysis.evaluate import evaluate
+from aejax.assemble import load_data
+overrides, run_dir = json.loads(sys.argv[1]), sys.argv[2]
+run = aejax.train([*overrides, "eval.enabled=false"], run_dir=run_dir)
+cfg = aejax.compose(overrides)
+data = load_data(cfg.dataset)
+from flax import nnx
+graphdef, params = nnx.split(run.model)
+import inspect
+parts = {}
+def report(name, seconds):
+    if seconds is not None:
+        parts[name] = round(seconds, 3)
+extra = {"report": report} if "report" in inspect.signature(evaluate).parameters else {}
+start, cpu = time.perf_counter(), time.process_time()
+s = evaluate(OmegaConf.to_object(cfg.eval), data, graphdef, params, jax.random.key(0), recon=cfg.variant.recon,
+             batch_size=cfg.trainer.eval_batch_size, **extra)
+s["eval_s"], s["eval_cpu_s"], s["parts"] = time.perf_counter() - start, time.process_time() - cpu, parts
+s["train_time_s"] = run.summary["train_time_s"]
+print("RESULT " + json.dumps(s))
+"""
 
 RUNS = {
     "digits": [],
@@ -18,11 +58,48 @@ RUNS = {
 }
 
 
+def speed(args: argparse.Namespace) -> None:
+    checkouts = {"this checkout": ROOT, **({"baseline": Path(args.baseline).resolve()} if args.baseline else {})}
+    overrides = ["dataset=fashion_mnist", f"trainer.epochs={args.epochs}", "logger.mode=disabled", "trainer.progress=off",
+                 *([f"dataset.data_dir={args.data_dir}"] if args.data_dir else [])]
+    rows: dict[str, list[dict]] = {name: [] for name in checkouts}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for name, path in (list(checkouts.items()) if r % 2 == 0 else list(checkouts.items())[::-1]):
+                env = {**os.environ, "PYTHONPATH": str(path)}
+                out = subprocess.run([sys.executable, "-c", SPEED_DRIVER, json.dumps(overrides), f"{tmp}/{name}-{r}"],
+                                     env=env, capture_output=True, text=True, cwd=tmp)
+                line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+                if line is None:
+                    raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+                rows[name].append(json.loads(line[7:]))
+                s = rows[name][-1]
+                print(f"round {r + 1} {name}: train {s['train_time_s']:.2f} s, evaluation {s['eval_s']:.2f} s "
+                      f"({s['eval_cpu_s']:.2f} CPU-s; {s['parts'] or 'no parts'}), load {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"\n| {args.epochs} epochs, Fashion-MNIST, default MLP | training (train_time_s) | evaluation | "
+          "evaluation / training | test/mse | PCA | probe | kNN |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, runs in rows.items():
+        train = sorted(s["train_time_s"] for s in runs)
+        ev = sorted(s["eval_s"] for s in runs)
+        ratio = sorted(s["eval_s"] / s["train_time_s"] for s in runs)
+        s = runs[0]
+        print(f"| {name} | {train[len(train) // 2]:.2f} s ({train[0]:.2f}-{train[-1]:.2f}) | "
+              f"{ev[len(ev) // 2]:.2f} s ({ev[0]:.2f}-{ev[-1]:.2f}) | {ratio[len(ratio) // 2]:.1%} | "
+              f"{s['test/mse']:.5f} | {s['test/pca_mse']:.5f} | {s['test/probe_accuracy']:.2%} | {s['test/knn_accuracy']:.2%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fashion-epochs", type=int, default=20)
     parser.add_argument("--data-dir", default=None, help="dataset.data_dir for Fashion-MNIST")
+    parser.add_argument("--speed", action="store_true", help="time the evaluation against training instead")
+    parser.add_argument("--epochs", type=int, default=10, help="--speed: epochs of training")
+    parser.add_argument("--rounds", type=int, default=3, help="--speed: processes per checkout")
+    parser.add_argument("--baseline", default=None, help="--speed: another checkout to time side by side")
     args = parser.parse_args()
+    if args.speed:
+        return speed(args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for dataset, overrides in RUNS.items():

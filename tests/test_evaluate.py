@@ -122,3 +122,20 @@ def test_no_ae_pca_ratio_where_pca_is_lossless(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test/pca_mse"] < 1e-9 and summary["test/ae_pca_ratio"] is None
     assert "PCA at k=2 0.00000 (lossless at this k: no AE/PCA ratio)" in result.stdout
+
+
+def test_one_progress_line_names_each_part_and_the_summary_records_the_time(tmp_path):
+    import re
+
+    from conftest import run_cli
+
+    result = run_cli("trainer.epochs=1", "snapshot.every=0", "logger.mode=disabled", f"hydra.run.dir={tmp_path / 'run'}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("evaluating:")]
+    parts = re.findall(r" (\w+) ([0-9.]+) s", line)
+    assert [name for name, _ in parts] == ["codes", "pca", "probe", "knn"]
+    total = float(re.search(r"\(([0-9.]+) s\)$", line).group(1))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["eval_time_s"] == pytest.approx(total, abs=0.006)  # the line's total is the summary's
+    assert sum(float(s) for _, s in parts) <= total + 0.02 and summary["train_time_s"] > 0

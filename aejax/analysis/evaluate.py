@@ -8,12 +8,19 @@ importance-weighted estimate of the negative log-likelihood and the number of ac
 With ``eval.anomaly`` (training on some classes only): AUROC of the reconstruction error for the
 held-out classes beside PCA's and an IsolationForest's, and the detection rate at a percentile of
 the training errors (``aejax.analysis.anomaly``); the probes are then scored on the normal classes.
-All heavy work runs compiled on the device, a chunk at a time; the probes use scikit-learn.
+The codes come from one compiled program over chunks of the test split (and one over the
+probes' training examples), the VAE's bounds from one more; the PCA basis is fitted once per
+dataset split and k and kept beside the data (``aejax.analysis.pca``); the probe and kNN run
+without scikit-learn and give its numbers (``aejax.analysis.probes``). Sparse dictionaries and
+codebooks add their own (``aejax.analysis.codes``).
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from functools import partial
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +28,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from aejax.analysis import metrics
+from aejax.analysis import metrics, pca, probes
 from aejax.analysis.codes import code_metrics
 from aejax.data import Dataset
 from aejax.errors import ConfigError
@@ -77,11 +84,8 @@ def normal_classes_only(data: Dataset, anomaly: AnomalyConfig) -> Dataset:
                    data.class_names, data.unit_range)
 
 
-def _per_example(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, batch: int) -> dict[str, np.ndarray]:
-    """Codes (posterior means), log-variances and reconstruction errors, a compiled chunk at a time."""
-
-    @jax.jit
-    def chunk(params, x):
+def _per_example_chunks(graphdef: nnx.GraphDef, params: nnx.State, chunks: jax.Array) -> dict[str, jax.Array]:
+    def chunk(x):
         model = nnx.merge(graphdef, params)
         mean, logvar = model.code_params(model.features(x))
         logits = model.decode_logits(mean)
@@ -92,82 +96,149 @@ def _per_example(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, batch
             out["logvar"] = logvar
         return out
 
-    parts = [jax.device_get(chunk(params, jnp.asarray(x[i:i + batch]))) for i in range(0, len(x), batch)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return jax.lax.map(chunk, chunks)
+
+
+def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.ndarray, ...]]:
+    """``(n, arrays)``: the arrays zero-padded to whole chunks of ``batch`` (at most ``n``) rows, ``[chunks, batch, ...]``."""
+    n = len(arrays[0])
+    batch = max(1, min(batch, n))
+    rows = -(-n // batch) * batch
+    return n, tuple(np.concatenate([a, np.zeros((rows - n, *a.shape[1:]), a.dtype)]).reshape(-1, batch, *a.shape[1:])
+                    if rows > n else a.reshape(-1, batch, *a.shape[1:]) for a in arrays)
+
+
+def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray],
+                 batch: int) -> list[dict[str, np.ndarray]]:
+    """Codes (posterior means), log-variances and reconstruction errors of each array of
+    ``splits``: one compiled program over chunks of ``batch`` of them all, in one call."""
+    sizes = [len(x) for x in splits]
+    n = sum(sizes)
+    batch = max(1, min(batch, n))
+    padded = np.zeros((-(-n // batch) * batch, *splits[0].shape[1:]), np.float32)  # one copy: splits and padding
+    np.concatenate(splits, out=padded[:n], casting="same_kind")
+    chunks = padded.reshape(-1, batch, *padded.shape[1:])
+    out = jax.device_get(jax.jit(partial(_per_example_chunks, graphdef))(params, chunks))
+    flat = {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
+    bounds = np.cumsum([0, *sizes])
+    return [{k: v[a:b] for k, v in flat.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _bounds_chunks(model: nnx.Module, x: jax.Array, mean: jax.Array, logvar: jax.Array,
+                   samples: tuple[int, ...], key: jax.Array) -> tuple[jax.Array, ...]:
+
+    def log_px_given_z(x):
+        return lambda z: -jnp.sum(optax.sigmoid_binary_cross_entropy(flat(model.decode_logits(z)), flat(x)), axis=1)
+
+    def chunk(args):
+        i, x, mean, logvar = args
+        chunk_key = jax.random.fold_in(key, i * x.shape[0])  # the chunk's first example
+        return tuple(metrics.gaussian_iwae(log_px_given_z(x), mean, logvar, chunk_key, k) for k in samples)
+
+    return jax.lax.map(chunk, (jnp.arange(len(x)), x, mean, logvar))
 
 
 def _iwae_bounds(graphdef: nnx.GraphDef, params: nnx.State, x: np.ndarray, mean: np.ndarray, logvar: np.ndarray,
-                 samples: int, key: jax.Array, batch: int) -> np.ndarray:
-    """Importance-weighted lower bounds on log p(x), Bernoulli decoder, nats per example."""
-    model = nnx.merge(graphdef, params)
+                 samples: tuple[int, ...], key: jax.Array, batch: int) -> tuple[np.ndarray, ...]:
+    """Importance-weighted lower bounds on log p(x) with each number of ``samples``, Bernoulli
+    decoder, nats per example: one compiled program over chunks of ``batch``."""
+    n, chunks = _chunked((x, mean, logvar), batch)
+    program = jax.jit(_bounds_chunks, static_argnums=4)
+    return tuple(b.reshape(-1)[:n] for b in jax.device_get(program(nnx.merge(graphdef, params), *chunks, samples, key)))
 
-    @jax.jit
-    def bound(x, mean, logvar, key):
-        def log_px_given_z(z):
-            return -jnp.sum(optax.sigmoid_binary_cross_entropy(flat(model.decode_logits(z)), flat(x)), axis=1)
 
-        return metrics.gaussian_iwae(log_px_given_z, mean, logvar, key, samples)
+Report = Callable[[str, Optional[float]], None]
 
-    chunks = range(0, len(x), batch)
-    return np.concatenate([jax.device_get(bound(*(jnp.asarray(a[i:i + batch]) for a in (x, mean, logvar)),
-                                                jax.random.fold_in(key, i))) for i in chunks])
+
+class _Parts:
+    """Times the parts of an evaluation; ``report(name, None)`` as one starts, ``report(name,
+    seconds)`` as it ends (the console's progress line)."""
+
+    def __init__(self, report: Optional[Report]):
+        self.report = report or (lambda name, seconds: None)
+
+    @contextmanager
+    def part(self, name: str):
+        self.report(name, None)
+        start = time.perf_counter()
+        yield
+        self.report(name, time.perf_counter() - start)
 
 
 def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx.State, key: jax.Array, *,
-             recon: str, batch_size: int, pca_mse: float | None = None) -> dict[str, float]:
+             recon: str, batch_size: int, pca_mse: float | None = None,
+             report: Optional[Report] = None) -> dict[str, float]:
     """The ``test/*`` (and ``anomaly/*``) summary of a trained model (``graphdef`` and ``params``).
 
     ``recon``: the objective's reconstruction loss (``Objective.recon``; a VAE's NLL bounds need a
     Bernoulli decoder, ``bce``); ``batch_size``: examples per compiled chunk; ``pca_mse``: the PCA
-    baseline at this bottleneck size when already computed (it depends on the data only). The
-    latent size and whether the model is a VAE come from the model. Without labels the probe and
-    kNN accuracies are left out (``settings.anomaly`` needs labels: see ``check_labels_for_anomaly``).
+    baseline at this bottleneck size when already computed (it depends on the data only);
+    ``report``: told each part's name as it starts and its seconds as it ends. The latent size
+    and whether the model is a VAE come from the model. Without labels the probe and kNN
+    accuracies are left out (``settings.anomaly`` needs labels: see ``check_labels_for_anomaly``).
     """
-    e, batch = settings, batch_size
+    e, batch, parts = settings, batch_size, _Parts(report)
     model = nnx.merge(graphdef, params)
-    test = _per_example(graphdef, params, data.x_test, batch)
+    # The training split as far as it is needed: all of it in memory, the first probe_examples if streamed.
+    streamed = not isinstance(data.x_train, np.ndarray)
+    x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
+    probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
+    with parts.part("codes"):
+        needed = probe or e.anomaly is not None  # the training split's codes
+        test, *rest = _per_example(graphdef, params, [data.x_test, *([x_train[: e.probe_examples]] if needed else [])],
+                                   batch)
+        train = rest[0] if rest else None
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
     if "bce" in test:
         out["test/bce"] = float(np.mean(test["bce"]))
     if data.unit_range:
         out["test/psnr"] = metrics.psnr(out["test/mse"])
 
-    # The training split as far as it is needed: all of it in memory, the first probe_examples if streamed.
-    streamed = not isinstance(data.x_train, np.ndarray)
-    x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
-    out["test/pca_mse"] = pca_mse if pca_mse is not None else metrics.pca_test_mse(x_train, data.x_test, model.latent_dim)
-    # With as many codes as the data has directions of variance, PCA reconstructs (to float rounding)
-    # exactly and a ratio to its error means nothing: none is given (null in summary.json).
-    lossless = out["test/pca_mse"] <= PCA_LOSSLESS * float(np.var(data.x_test, axis=0).mean())
-    out["test/ae_pca_ratio"] = None if lossless else out["test/mse"] / out["test/pca_mse"]
+    with parts.part("pca"):
+        out["test/pca_mse"] = pca_mse if pca_mse is not None else _pca_mse(data, x_train, streamed, model.latent_dim)
+        # With as many codes as the data has directions of variance, PCA reconstructs (to float rounding)
+        # exactly and a ratio to its error means nothing: none is given (null in summary.json).
+        lossless = out["test/pca_mse"] <= PCA_LOSSLESS * float(np.var(data.x_test, axis=0).mean())
+        out["test/ae_pca_ratio"] = None if lossless else out["test/mse"] / out["test/pca_mse"]
 
-    out.update(code_metrics(model, graphdef, params, data.x_test, test["z"], test["mse"], data.ground_truth, batch))
+    with parts.part("codes"):
+        out.update(code_metrics(model, graphdef, params, data.x_test, test["z"], test["mse"], data.ground_truth, batch))
 
-    probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
-    needed = probe or e.anomaly is not None
-    train = _per_example(graphdef, params, x_train[: e.probe_examples], batch) if needed else None
     if probe:
         y_train = data.y_train[: len(train["z"])]
         # in anomaly mode the probes know the normal classes only: scored on those classes' test examples
         seen = np.isin(data.y_test, list(e.anomaly.normal_classes)) if e.anomaly is not None else slice(None)
         z_test, y_test = test["z"][seen], data.y_test[seen]
-        out["test/probe_accuracy"] = metrics.linear_probe_accuracy(train["z"], y_train, z_test, y_test)
-        out["test/knn_accuracy"] = metrics.knn_accuracy(train["z"], y_train, z_test, y_test, e.knn_k)
+        with parts.part("probe"):
+            out["test/probe_accuracy"] = probes.linear_probe_accuracy(train["z"], y_train, z_test, y_test)
+        with parts.part("knn"):
+            out["test/knn_accuracy"] = probes.knn_accuracy(train["z"], y_train, z_test, y_test, e.knn_k)
 
     if model.head == "gaussian" and recon == "bce":  # a VAE with a Bernoulli decoder
         n = min(e.iwae_examples, len(data.x_test))
-        args = (graphdef, params, data.x_test[:n], test["z"][:n], test["logvar"][:n])
-        out["test/elbo"] = float(np.mean(_iwae_bounds(*args, 1, key, batch)))  # one sample: the ELBO
-        out["test/iwae_nll"] = -float(np.mean(_iwae_bounds(*args, e.iwae_samples, key, batch)))
+        with parts.part("iwae"):
+            elbo, iwae = _iwae_bounds(graphdef, params, data.x_test[:n], test["z"][:n], test["logvar"][:n],
+                                      (1, e.iwae_samples), key, batch)
+        out["test/elbo"] = float(np.mean(elbo))  # one sample: the ELBO
+        out["test/iwae_nll"] = -float(np.mean(iwae))
         out["test/active_units"] = metrics.active_units(test["z"])
 
     if e.anomaly is not None:
         from aejax.analysis.anomaly import anomaly_metrics
 
         check_labels_for_anomaly(data)
-        normal = np.isin(data.y_test, list(e.anomaly.normal_classes))
-        # the threshold: the errors of every training example at hand (all of an in-memory split)
-        errors = train["mse"] if len(train["mse"]) == len(x_train) else _per_example(graphdef, params, x_train, batch)["mse"]
-        out.update(anomaly_metrics(normal, errors, test["mse"], x_train, data.x_test, model.latent_dim,
-                                   e.anomaly.percentile))
+        with parts.part("anomaly"):
+            normal = np.isin(data.y_test, list(e.anomaly.normal_classes))
+            # the threshold: the errors of every training example at hand (all of an in-memory split)
+            errors = (train["mse"] if len(train["mse"]) == len(x_train)
+                      else _per_example(graphdef, params, [x_train], batch)[0]["mse"])
+            out.update(anomaly_metrics(normal, errors, test["mse"], x_train, data.x_test, model.latent_dim,
+                                       e.anomaly.percentile))
     return out
+
+
+def _pca_mse(data: Dataset, x_train: np.ndarray, streamed: bool, k: int) -> float:
+    """The PCA baseline's test error; its basis from the data's cache when one is kept there."""
+    basis, _ = pca.cached_fit(x_train, k, data.cache_dir, "train" if not streamed else f"train[:{len(x_train)}]")
+    return pca.test_mse(basis, data.x_test)
+

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Protocol, Union
 
 import numpy as np
@@ -31,7 +32,10 @@ class Dataset:
     False); what needs labels (probe and kNN accuracy, class colours, anomaly scores) is then skipped.
     ``unit_range`` says the values lie in [0, 1] (pixels), where a sigmoid output and BCE apply.
     ``x_train`` is an array, or an ``ArraySource`` read on demand when the split is streamed
-    (``y_train`` may then be None); the test split is always in memory.
+    (``y_train`` may then be None); the test split is always in memory. ``cache_dir``: a folder
+    beside the data where what is computed from it may be kept for later runs (the PCA baseline's
+    basis, keyed by the data it was computed from); None keeps nothing. Loaders set it for data
+    read from files (a subset or a changed copy of a dataset is a new Dataset without one).
     """
 
     name: str
@@ -44,6 +48,7 @@ class Dataset:
     # the true generating directions, [features, values] (unit norm), where the data is made of known
     # features (dataset=superposition, or `features` in an .npz): sparse dictionaries are scored against them
     ground_truth: Optional[np.ndarray] = None
+    cache_dir: Optional[Path] = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):

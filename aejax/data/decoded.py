@@ -63,18 +63,18 @@ def save(prepared: Path, what: dict[str, Any], arrays: dict[str, np.ndarray]) ->
     try:
         folder.mkdir(exist_ok=True)
         for name, array in arrays.items():
-            _replace(folder / f"{name}.npy", lambda f, a=array: np.save(f, a, allow_pickle=False))
+            write_atomic(folder / f"{name}.npy", lambda f, a=array: np.save(f, a, allow_pickle=False))
         index = {**_index(prepared, what), "arrays": sorted(arrays)}
-        _replace(folder / "index.json", lambda f: f.write(json.dumps(index).encode()))
+        write_atomic(folder / "index.json", lambda f: f.write(json.dumps(index).encode()))
         return True
     except OSError as e:
         log.debug("no decoded copy of %s (%s); it is decoded on every load", prepared, e)
         return False
 
 
-def _replace(path: Path, write: Callable) -> None:
+def write_atomic(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same folder (created with the umask's permissions, as
-    any file) and rename it over ``path``."""
+    any file) and rename it over ``path``: a reader sees the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "xb") as f:

@@ -107,7 +107,7 @@ def _read(name: str, sources: dict[str, Any], image_key: str, label_key: str, cl
     else:
         x_train, y_train = train, None  # streamed; its labels are not read
     return Dataset(name, x_train, y_train, to_float(arrays["x_test"]), arrays["y_test"], class_names,
-                   unit_range=train.pixels)
+                   unit_range=train.pixels, cache_dir=prepared / decoded.FOLDER if prepared is not None else None)
 
 
 def _local_folder(path: Any) -> Optional[Path]:

@@ -16,7 +16,7 @@ from aejax.tracking.background import BackgroundSink
 from aejax.tracking.base import Tracker, Trackers
 from aejax.tracking.guarded import GuardedSink, warn_failed
 from aejax.tracking.local import LocalTracker
-from aejax.tracking.progress import progress_bar
+from aejax.tracking.progress import PartsLine, progress_bar
 
 
 def check_logger(logger_cfg: DictConfig) -> None:
@@ -66,4 +66,4 @@ def open_trackers(logger_cfg: DictConfig, run_dir: Path, config: dict[str, Any],
     return Trackers(sinks)
 
 
-__all__ = ["GuardedSink", "LocalTracker", "Tracker", "Trackers", "check_logger", "open_trackers", "progress_bar"]
+__all__ = ["GuardedSink", "LocalTracker", "Tracker", "Trackers", "check_logger", "open_trackers", "PartsLine", "progress_bar"]

@@ -24,3 +24,29 @@ def logs_above(bar: tqdm) -> Iterator[None]:
 
     with logging_redirect_tqdm(tqdm_class=type(bar)):
         yield
+
+
+class PartsLine:
+    """One console line (stderr) that grows as the parts of a task run: ``evaluating: codes 0.12 s
+    pca 0.01 s probe ...``, each part's name as it starts and its seconds as it ends, the total
+    at ``close``. ``mode`` as the progress bar's, except that ``auto`` writes the line to a log
+    file too (it is one line)."""
+
+    def __init__(self, label: str, mode: str, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = mode != "off"
+        self.label, self.started = label, False
+
+    def __call__(self, name: str, seconds: float | None) -> None:
+        if not self.enabled:
+            return
+        text = f" {seconds:.2f} s" if seconds is not None else f" {name}"
+        if not self.started:
+            text, self.started = f"{self.label}:{text}", True
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self, total: float) -> None:
+        if self.enabled and self.started:
+            self.stream.write(f"  ({total:.2f} s)\n")
+            self.stream.flush()
