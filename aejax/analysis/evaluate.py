@@ -201,8 +201,7 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
         lossless = out["test/pca_mse"] <= PCA_LOSSLESS * float(np.var(data.x_test, axis=0).mean())
         out["test/ae_pca_ratio"] = None if lossless else out["test/mse"] / out["test/pca_mse"]
 
-    with parts.part("codes"):
-        out.update(code_metrics(model, graphdef, params, data.x_test, test["z"], test["mse"], data.ground_truth, batch))
+    out.update(code_metrics(model, graphdef, params, data.x_test, test["z"], test["mse"], data.ground_truth, batch))
 
     if probe:
         y_train = data.y_train[: len(train["z"])]
