@@ -24,7 +24,8 @@ What is measured:
   PyTorch twin (the same layers as ``nn.Conv2d``/``nn.ConvTranspose2d``, DataLoader, default
   ``torch.optim.Adam``, 2 threads), optionally aejax with XLA's convolutions
   (``encoder.impl=xla decoder.impl=xla``, ``--conv-xla``) and aejax in unrolled chunks instead of
-  one scan per epoch (``--conv-unrolled``); the load average after each epoch.
+  one scan per epoch (``--conv-unrolled``), the twin on one thread (``--conv-one-thread``); the
+  load average after each epoch.
 - ``proto``: prototypes of changes to aejax's step and epoch (see ``PROTOTYPES``), built from
   aejax's own model, objective and train step, side by side with the unchanged epoch function.
 - ``startup``: ``python -m aejax`` as a user runs it (the bowtie, one epoch): ``first_step_s`` of
@@ -924,6 +925,8 @@ def run_conv(args, base: dict, log_dir: Path, results: dict) -> None:
                       None))
     if torch_available() and not args.no_torch:
         specs.append(("torch twin", "torch", {**spec, "style": "idiomatic", "threads": 2}, None))
+        if args.conv_one_thread:  # torch's work per CPU-second without its threads waiting for each other
+            specs.append(("torch twin, 1 thread", "torch", {**spec, "style": "idiomatic", "threads": 1}, None))
     else:
         print("  PyTorch twin skipped: torch is not installed (pip install torch==2.13.0)")
     children = side_by_side(specs, args.rounds, log_dir)
@@ -944,7 +947,7 @@ def run_conv(args, base: dict, log_dir: Path, results: dict) -> None:
     if "torch twin" in rows:
         twin = rows["torch twin"]
         for label, row in rows.items():
-            if label != "torch twin":
+            if not label.startswith("torch twin"):
                 row["x torch twin"] = row["examples_per_s"][0] / twin["examples_per_s"][0]
                 cpu = (row["examples_per_cpu_s"] or 0) / (twin["examples_per_cpu_s"] or 1)
                 print(f"  {label} / torch twin: {row['x torch twin']:.2f}x examples/s, {cpu:.2f}x per CPU-second")
@@ -1122,6 +1125,7 @@ def main() -> None:
                         help="--only conv: also aejax with XLA's convolutions (encoder/decoder.impl=xla; slow)")
     parser.add_argument("--conv-unrolled", action="store_true",
                         help="--only conv: also aejax's default streamed in unrolled chunks instead of one scan per epoch")
+    parser.add_argument("--conv-one-thread", action="store_true", help="--only conv: also the twin on one thread")
     parser.add_argument("--synthetic", action="store_true", help="random data of Fashion-MNIST's shape")
     parser.add_argument("--data-dir", default="/tmp/tfds_e2e" if Path("/tmp/tfds_e2e").is_dir() else None)
     parser.add_argument("--no-torch", action="store_true")
