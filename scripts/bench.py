@@ -944,13 +944,13 @@ def run_conv(args, base: dict, log_dir: Path, results: dict) -> None:
         print(f"  {child.label:22s} {fmt_rate(row['examples_per_s']):>28s} {row['examples_per_cpu_s'] or 0:10,.0f} "
               f"{row['compile_s'] or 0:7.2f}s {row['loss'] or 0:8.4f}  {row['load'][0]:5.2f}-{row['load'][1]:<6.2f}  "
               f"{row['feed'] or ''}")
-    if "torch twin" in rows:
-        twin = rows["torch twin"]
+    for ref in [label for label in rows if label.startswith("torch twin")]:
+        twin = rows[ref]
         for label, row in rows.items():
             if not label.startswith("torch twin"):
-                row["x torch twin"] = row["examples_per_s"][0] / twin["examples_per_s"][0]
+                row[f"x {ref}"] = row["examples_per_s"][0] / twin["examples_per_s"][0]
                 cpu = (row["examples_per_cpu_s"] or 0) / (twin["examples_per_cpu_s"] or 1)
-                print(f"  {label} / torch twin: {row['x torch twin']:.2f}x examples/s, {cpu:.2f}x per CPU-second")
+                print(f"  {label} / {ref}: {row[f'x {ref}']:.2f}x examples/s, {cpu:.2f}x per CPU-second")
     results["conv"] = {"batch": batch, "train_examples": n, "rows": rows}
 
 
