@@ -1,16 +1,17 @@
 """Stride-2 4x4 convolutions as reshapes and matrix products, for XLA:CPU.
 
 XLA:CPU runs ``lax.conv_general_dilated`` far below matmul speed for the conv autoencoder's
-layers, and the transposed convolutions (input-dilated convolutions) worst of all. The same
-arithmetic written as pads, reshapes and one ``dot_general`` per layer runs at matmul speed:
+layers, and the transposed convolutions (input-dilated convolutions) worst of all, slower still
+inside a compiled loop. The same arithmetic written as pads, reshapes and one matrix product per
+layer runs 3-4x faster for the whole autoencoder (docs/performance.md):
 
-- ``conv_s2d``: a stride-2 4x4 ``SAME`` convolution is a stride-1 2x2 convolution of the padded
-  input's space-to-depth (2x2 pixel blocks as channels): four shifted views of it, joined along
-  the channels, times the kernel reordered to ``(16 * C_in, C_out)``.
-- ``conv_transpose_scatter``: a stride-2 4x4 ``SAME`` transposed convolution computes each output
-  pixel from the 2x2 input pixels around it with one quarter of the kernel, chosen by the output
-  pixel's parity (its phase). Each of the four phases is one matrix product; the phases are then
-  interleaved (depth-to-space).
+- ``conv_s2d``: a stride-2 4x4 ``SAME`` convolution gathers the 16 pixels under each window
+  (slices of the padded input's space-to-depth view) along the channels and multiplies by the
+  kernel as a ``(16 * C_in, C_out)`` matrix.
+- ``conv_transpose_scatter``: a stride-2 4x4 ``SAME`` transposed convolution multiplies every input
+  pixel by the whole kernel as a ``(C_in, 16 * C_out)`` matrix and sums each pixel's 4x4
+  contribution into place (four padded blocks). Forms that gather instead (one product per output
+  parity, or 3x3 windows with a zero-padded kernel) measured 2-4x slower.
 
 ``MatmulConv`` and ``MatmulConvTranspose`` are ``nnx.Conv`` / ``nnx.ConvTranspose`` with the
 same parameters (names, shapes, initialisation) computed this way, so a checkpoint of either
