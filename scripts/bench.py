@@ -19,6 +19,13 @@ What is measured:
 - ``torch``: the same model (optional extra ``pip install -e ".[bench]"``): an idiomatic loop
   (DataLoader, ``nn.Module``, default ``torch.optim.Adam``) and a tuned one (pre-shuffled tensor
   slicing, ``Adam(fused=True)``, ``torch.compile``).
+- ``conv``: the default conv autoencoder (``encoder=conv decoder=conv``: 4x4 stride-2 convs
+  1->32->64, code 2, mirrored with transposed convs, MSE, Adam 1e-3) through ``fit``, beside a
+  PyTorch twin (the same layers as ``nn.Conv2d``/``nn.ConvTranspose2d``, DataLoader, default
+  ``torch.optim.Adam``, 2 threads), optionally aejax with XLA's convolutions
+  (``encoder.impl=xla decoder.impl=xla``, ``--conv-xla``) and aejax in unrolled chunks instead of
+  one scan per epoch (``--conv-unrolled``), the twin on one thread (``--conv-one-thread``); the
+  load average after each epoch.
 - ``proto``: prototypes of changes to aejax's step and epoch (see ``PROTOTYPES``), built from
   aejax's own model, objective and train step, side by side with the unchanged epoch function.
 - ``startup``: ``python -m aejax`` as a user runs it (the bowtie, one epoch): ``first_step_s`` of
@@ -38,6 +45,7 @@ Usage (the full run takes ~40 minutes on the shared 2-core machine):
     python scripts/bench.py --only target            # bowtie, batch 256: aejax vs limit vs PyTorch
     python scripts/bench.py --only target --baseline ../main   # ... and another checkout's aejax beside it
     python scripts/bench.py --only table             # bowtie and conv, batch 128/256/1024, 1 and 8 devices
+    python scripts/bench.py --only conv              # conv AE: aejax vs its PyTorch twin (--conv-xla: + XLA convs)
     python scripts/bench.py --only proto             # prototypes of step/epoch changes, side by side
     python scripts/bench.py --only precision         # model.dtype=bfloat16 against float32
     python scripts/bench.py --only profile           # where one bowtie step's time goes (XLA trace)
@@ -175,7 +183,8 @@ def child_aejax(spec: dict, out) -> None:
     epochs = rounds + 2  # a warm-up epoch, the measured rounds, a last epoch (it also evaluates)
     base = MODELS[spec["model"]] + ["dataset=fashion_mnist", f"trainer.batch_size={spec['batch']}", f"trainer.epochs={epochs}",
                                     f"trainer.eval_every={epochs}", "trainer.progress=off", "optimizer=adam",
-                                    "variant=vanilla", "logger.mode=disabled", f"seed={spec.get('seed', 0)}"]
+                                    "variant=vanilla", "logger.mode=disabled", f"seed={spec.get('seed', 0)}",
+                                    *spec.get("overrides", [])]
     raw = _compose(base)
     for key, value in (("snapshot.every", 0), ("eval.enabled", "false")):
         if _has_key(raw, key):
@@ -463,6 +472,16 @@ def child_limit(spec: dict, out) -> None:
     _emit(out, done=True, maxrss_mb=_maxrss_mb())
 
 
+def conv_twin(nn):
+    """aejax's default conv autoencoder on 28x28x1 in PyTorch: 4x4 stride-2 convs 1->32->64 (padding 1,
+    as SAME pads here), a linear code of 2, a ReLU projection to 7x7x64, 4x4 stride-2 transposed convs
+    64->32->1 (padding 1 doubles the size exactly, as aejax's SAME), sigmoid output."""
+    return nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(7 * 7 * 64, 2), nn.Linear(2, 7 * 7 * 64), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
+                         nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1),
+                         nn.Sigmoid())
+
+
 def child_torch(spec: dict, out) -> None:
     import numpy as np
     import torch
@@ -473,15 +492,19 @@ def child_torch(spec: dict, out) -> None:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
-    x = torch.from_numpy(np.ascontiguousarray(np.asarray(data.x_train).reshape(data.num_train, -1)))
-    n, batch, style = len(x), spec["batch"], spec["style"]
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
-        layers.append(nn.Linear(a, b))
-        if i not in (2, len(WIDTHS) - 2):  # linear bottleneck, sigmoid output
-            layers.append(nn.ReLU())
-    layers.append(nn.Sigmoid())
-    model = nn.Sequential(*layers)
+    n, batch, style = data.num_train, spec["batch"], spec["style"]
+    if spec.get("model") == "conv":
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(data.x_train).transpose(0, 3, 1, 2)))  # NCHW
+        model = conv_twin(nn)
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(data.x_train).reshape(data.num_train, -1)))
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
+            layers.append(nn.Linear(a, b))
+            if i not in (2, len(WIDTHS) - 2):  # linear bottleneck, sigmoid output
+                layers.append(nn.ReLU())
+        layers.append(nn.Sigmoid())
+        model = nn.Sequential(*layers)
     first: list[float] = []
 
     def first_step():
@@ -661,6 +684,7 @@ class Child:
     def epoch(self) -> dict:
         self.send("epoch")
         message = self.recv()
+        message["load"] = os.getloadavg()[0]  # the 1-minute load average as the epoch ended
         self.epochs.append(message)
         return message
 
@@ -885,6 +909,51 @@ def run_table(args, base: dict, log_dir: Path, results: dict) -> None:
     results["table"] = rows
 
 
+def run_conv(args, base: dict, log_dir: Path, results: dict) -> None:
+    """The conv autoencoder: aejax (its default, the matmul convolutions on CPU) beside the PyTorch
+    twin, and with ``--conv-xla`` aejax with XLA's convolutions, epochs interleaved."""
+    batch, n = args.conv_batch, args.conv_train
+    print(f"\n== conv: conv AE 28x28x1, 32->64, z=2, batch {batch}, {n} Fashion-MNIST examples per epoch, "
+          f"side by side, {args.rounds} rounds ==", flush=True)
+    spec = {**base, "model": "conv", "batch": batch, "train_examples": n}
+    specs = [("aejax conv", "aejax", spec, None)]
+    if args.conv_xla:
+        specs.append(("aejax conv impl=xla", "aejax", {**spec, "overrides": ["encoder.impl=xla", "decoder.impl=xla"]},
+                      None))
+    if args.conv_unrolled:
+        specs.append(("aejax conv unrolled", "aejax", {**spec, "overrides": ["trainer.feed=stream", "trainer.unroll=on"]},
+                      None))
+    if torch_available() and not args.no_torch:
+        specs.append(("torch twin", "torch", {**spec, "style": "idiomatic", "threads": 2}, None))
+        if args.conv_one_thread:  # torch's work per CPU-second without its threads waiting for each other
+            specs.append(("torch twin, 1 thread", "torch", {**spec, "style": "idiomatic", "threads": 1}, None))
+    else:
+        print("  PyTorch twin skipped: torch is not installed (pip install torch==2.13.0)")
+    children = side_by_side(specs, args.rounds, log_dir)
+    rows = {}
+    print(f"\n  {'':22s} {'examples/s median (range)':>28s} {'per CPU-s':>10s} {'compile':>8s} {'loss':>8s}  "
+          f"{'load during':>12s}  feed")
+    for child in children:
+        if child.skipped or not child.epochs:
+            continue
+        loads = [m["load"] for m in child.epochs]
+        rows[child.label] = {"examples_per_s": rate(child), "examples_per_cpu_s": cpu_rate(child),
+                             "compile_s": child.done.get("compile_s"), "loss": child.epochs[-1].get("loss"),
+                             "load": (min(loads), max(loads)), "feed": child.done.get("feed")}
+        row = rows[child.label]
+        print(f"  {child.label:22s} {fmt_rate(row['examples_per_s']):>28s} {row['examples_per_cpu_s'] or 0:10,.0f} "
+              f"{row['compile_s'] or 0:7.2f}s {row['loss'] or 0:8.4f}  {row['load'][0]:5.2f}-{row['load'][1]:<6.2f}  "
+              f"{row['feed'] or ''}")
+    for ref in [label for label in rows if label.startswith("torch twin")]:
+        twin = rows[ref]
+        for label, row in rows.items():
+            if not label.startswith("torch twin"):
+                row[f"x {ref}"] = row["examples_per_s"][0] / twin["examples_per_s"][0]
+                cpu = (row["examples_per_cpu_s"] or 0) / (twin["examples_per_cpu_s"] or 1)
+                print(f"  {label} / {ref}: {row[f'x {ref}']:.2f}x examples/s, {cpu:.2f}x per CPU-second")
+    results["conv"] = {"batch": batch, "train_examples": n, "rows": rows}
+
+
 def _cli_run(args, overrides: list[str], env: dict, log: Path, data_dir: Optional[Path] = None) -> dict:
     """One ``python -m aejax`` run of the bowtie on Fashion-MNIST for one epoch; its summary.json."""
     data_dir = data_dir or args.data_dir
@@ -1041,7 +1110,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append",
-                        choices=["target", "table", "startup", "proto", "precision", "profile"],
+                        choices=["target", "table", "conv", "startup", "proto", "precision", "profile"],
                         help="run only these parts (repeatable); default: all")
     parser.add_argument("--rounds", type=int, default=7, help="measured epochs per process (median, range)")
     parser.add_argument("--startup-rounds", type=int, default=3, help="runs of each start-up case")
@@ -1051,6 +1120,12 @@ def main() -> None:
     parser.add_argument("--target-batch", type=int, default=256)
     parser.add_argument("--conv-train", type=int, default=10000,
                         help="training examples for the conv rows (an epoch of all 60000 takes ~1 min here)")
+    parser.add_argument("--conv-batch", type=int, default=128, help="batch size of --only conv")
+    parser.add_argument("--conv-xla", action="store_true",
+                        help="--only conv: also aejax with XLA's convolutions (encoder/decoder.impl=xla; slow)")
+    parser.add_argument("--conv-unrolled", action="store_true",
+                        help="--only conv: also aejax's default streamed in unrolled chunks instead of one scan per epoch")
+    parser.add_argument("--conv-one-thread", action="store_true", help="--only conv: also the twin on one thread")
     parser.add_argument("--synthetic", action="store_true", help="random data of Fashion-MNIST's shape")
     parser.add_argument("--data-dir", default="/tmp/tfds_e2e" if Path("/tmp/tfds_e2e").is_dir() else None)
     parser.add_argument("--no-torch", action="store_true")
@@ -1069,7 +1144,7 @@ def main() -> None:
     args.batches = [int(b) for b in args.batches.split(",")]
     args.models = args.models.split(",")
     args.devices = [int(d) for d in args.devices.split(",")]
-    parts = args.only or ["target", "table", "startup", "proto", "precision", "profile"]
+    parts = args.only or ["target", "table", "conv", "startup", "proto", "precision", "profile"]
     base = {"synthetic": args.synthetic, "data_dir": args.data_dir,
             "train_examples": 6000 if args.quick else None}
 
@@ -1083,7 +1158,7 @@ def main() -> None:
           "training split over the epoch's wall time")
     results: dict[str, Any] = {"machine": info, "args": {k: v for k, v in vars(args).items() if k != "json"}}
     log_dir = Path(tempfile.mkdtemp(prefix="aejax-bench-"))
-    runners = {"target": run_target, "table": run_table, "startup": run_startup, "proto": run_proto,
+    runners = {"target": run_target, "table": run_table, "conv": run_conv, "startup": run_startup, "proto": run_proto,
                "precision": run_precision, "profile": run_profile}
     try:
         for part in parts:

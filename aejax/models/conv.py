@@ -7,6 +7,11 @@ The encoder is ``conv stages -> flatten -> optional dense``; the decoder mirrors
 ``[dense] -> Linear to c0*h0*w0 -> reshape -> transposed conv stages``, where the last stage
 produces the image's channels as logits. The decoder therefore needs ``H`` and ``W``
 divisible by ``2**len(channels)`` (28x28 and 32x32 fit two stages, 8x8 fits up to three).
+
+``impl`` chooses how the (transposed) convolutions are computed, with the same parameters either
+way: ``xla`` by ``nnx.Conv``/``nnx.ConvTranspose`` (XLA's convolutions), ``matmul`` by
+``aejax.models.fastconv`` (reshapes and matrix products, 3-4x faster on CPU), ``auto`` (the
+default) by ``matmul`` on CPU and ``xla`` on GPU/TPU.
 """
 from __future__ import annotations
 
@@ -20,18 +25,18 @@ from omegaconf import DictConfig
 
 from aejax.errors import ConfigError
 from aejax.models.contract import DECODERS, ENCODERS, Dtype, activation
+from aejax.models.fastconv import IMPLS, KERNEL, STRIDE, MatmulConv, MatmulConvTranspose, use_matmul
 
-KERNEL = (4, 4)
-STRIDE = (2, 2)
 Act = Callable[[jax.Array], jax.Array]
 
 
 class ConvEncoder(nnx.Module):
     def __init__(self, example_shape: tuple[int, ...], channels: list[int], dense: Optional[int], act: Act,
-                 rngs: nnx.Rngs, dtype: Dtype = None):
+                 rngs: nnx.Rngs, dtype: Dtype = None, matmul: bool = False):
         h, w, c = example_shape
         widths = [c, *channels]
-        self.convs = nnx.List([nnx.Conv(a, b, KERNEL, strides=STRIDE, padding="SAME", dtype=dtype, rngs=rngs)
+        conv = MatmulConv if matmul else nnx.Conv
+        self.convs = nnx.List([conv(a, b, KERNEL, strides=STRIDE, padding="SAME", dtype=dtype, rngs=rngs)
                                for a, b in zip(widths[:-1], widths[1:])])
         for _ in channels:
             h, w = -(-h // 2), -(-w // 2)  # SAME padding with stride 2 rounds up
@@ -51,14 +56,15 @@ class ConvEncoder(nnx.Module):
 
 class ConvDecoder(nnx.Module):
     def __init__(self, latent_dim: int, example_shape: tuple[int, ...], channels: list[int], dense: int, act: Act,
-                 rngs: nnx.Rngs, dtype: Dtype = None):
+                 rngs: nnx.Rngs, dtype: Dtype = None, matmul: bool = False):
         h, w, c = example_shape
         n = len(channels)
         self.start = (h // 2**n, w // 2**n, channels[0])
         self.dense = nnx.Linear(latent_dim, dense, dtype=dtype, rngs=rngs) if dense else None
         self.project = nnx.Linear(dense or latent_dim, math.prod(self.start), dtype=dtype, rngs=rngs)
         widths = [*channels, c]
-        self.deconvs = nnx.List([nnx.ConvTranspose(a, b, KERNEL, strides=STRIDE, padding="SAME", dtype=dtype, rngs=rngs)
+        deconv = MatmulConvTranspose if matmul else nnx.ConvTranspose
+        self.deconvs = nnx.List([deconv(a, b, KERNEL, strides=STRIDE, padding="SAME", dtype=dtype, rngs=rngs)
                                  for a, b in zip(widths[:-1], widths[1:])])
         self.act = act
 
@@ -79,6 +85,7 @@ class ConvEncoderConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64])  # per stride-2 stage, from the image inward
     activation: str = "relu"
     dense: Optional[int] = None  # width of a dense layer after the convolutions; null: none
+    impl: str = "auto"  # auto (matmul on CPU, xla on GPU/TPU) | matmul | xla: same parameters and results
 
 
 @dataclass
@@ -87,12 +94,19 @@ class ConvDecoderConfig:
     channels: Optional[list[int]] = None  # per stage, from the code outward; null mirrors a conv encoder
     activation: str = "relu"
     dense: Optional[int] = None  # dense layer before the projection; null mirrors a conv encoder, 0: none
+    impl: str = "auto"  # auto (matmul on CPU, xla on GPU/TPU) | matmul | xla: same parameters and results
 
 
 def _image(example_shape: tuple[int, ...], part: str) -> tuple[int, int, int]:
     if len(example_shape) != 3:
         raise ConfigError(f"{part}.name", f"the conv {part} needs images of shape HxWxC; got {tuple(example_shape)}")
     return tuple(example_shape)  # type: ignore[return-value]
+
+
+def _matmul(cfg: DictConfig, part: str) -> bool:
+    if cfg.impl not in IMPLS:
+        raise ConfigError(f"{part}.impl", f"must be one of {', '.join(IMPLS)}; got {cfg.impl!r}")
+    return use_matmul(cfg.impl)
 
 
 def _positive(values: list[int], key: str) -> list[int]:
@@ -107,13 +121,15 @@ def conv_encoder(cfg: DictConfig, example_shape, rngs: nnx.Rngs, dtype: Dtype = 
     if cfg.dense is not None and cfg.dense <= 0:
         raise ConfigError("encoder.dense", f"must be > 0 or null; got {cfg.dense}")
     channels = _positive(list(cfg.channels), "encoder.channels")
-    return ConvEncoder(shape, channels, cfg.dense, activation(cfg.activation, "encoder.activation"), rngs, dtype)
+    return ConvEncoder(shape, channels, cfg.dense, activation(cfg.activation, "encoder.activation"), rngs, dtype,
+                       matmul=_matmul(cfg, "encoder"))
 
 
 @DECODERS.register("conv", ConvDecoderConfig)
 def conv_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder: nnx.Module, bottleneck: nnx.Module,
                  rngs: nnx.Rngs, dtype: Dtype = None) -> ConvDecoder:
     h, w, c = _image(example_shape, "decoder")
+    matmul = _matmul(cfg, "decoder")
     mirror = isinstance(encoder, ConvEncoder)
     default = list(reversed(encoder.channels)) if mirror else [64, 32]
     channels = _positive(default if cfg.channels is None else list(cfg.channels), "decoder.channels")
@@ -126,4 +142,4 @@ def conv_decoder(cfg: DictConfig, latent_dim: int, example_shape, encoder: nnx.M
         raise ConfigError("decoder.channels", f"{n} stride-2 stages need H and W divisible by {f}; got {h}x{w} "
                                               f"(at most {fit} stages fit this image)")
     return ConvDecoder(latent_dim, (h, w, c), channels, dense, activation(cfg.activation, "decoder.activation"), rngs,
-                       dtype)
+                       dtype, matmul=matmul)

@@ -39,7 +39,8 @@ def choose_feed(mode: str, data: Dataset, budget: int | None = None) -> str:
 
 def plan_feed(trainer, data: Dataset, has_conv: bool, backend: str | None = None) -> tuple[str, bool]:
     """``(feed, unroll)``. XLA:CPU runs convolutions inside a compiled loop (``lax.scan``) about 4x
-    slower than outside one, so ``unroll=auto`` turns on for conv nets on CPU: the stream feed then
+    slower than outside one, so ``unroll=auto`` turns on for nets holding XLA convolutions on CPU
+    (``has_conv``; the built-in conv layers compute with matmuls on CPU and hold none): the stream feed then
     runs chunks of ``unroll_steps`` steps compiled without a loop (and ``feed=auto`` picks it).
     A seed batch always uses the memory feed."""
     if trainer.num_seeds > 1:  # a seed batch: every model reads its own order from device memory

@@ -34,8 +34,9 @@ class TrainerConfig:
     stream_chunk: int = 16
     stream_workers: int = 4
     stream_prefetch: int = 4
-    # XLA:CPU runs convolutions inside compiled loops ~4x slower: unroll (auto: conv nets on CPU)
-    # streams chunks of unroll_steps steps compiled without a loop.
+    # XLA:CPU runs convolutions inside compiled loops ~4x slower: unroll (auto: nets holding XLA
+    # convolutions on CPU; the built-in conv layers use matmuls there, encoder/decoder.impl) streams
+    # chunks of unroll_steps steps compiled without a loop.
     unroll: str = "auto"
     unroll_steps: int = 4
     # Data parallelism: sharded (one program over all devices, batch split, state replicated),
