@@ -50,6 +50,8 @@ def per_model(build: Callable[[dict[str, jax.Array]], optax.GradientTransformati
 def _pad(a: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """``a`` with zeros after its values along each axis, up to ``shape`` (a leading models axis kept)."""
     lead = a.ndim - len(shape)
+    if tuple(a.shape[lead:]) == tuple(shape):
+        return a
     return jnp.pad(a, [(0, 0)] * lead + [(0, t - s) for s, t in zip(a.shape[lead:], shape)])
 
 
