@@ -1,7 +1,7 @@
 """``hydra/launcher=aejax_batched`` through the real CLI: every job of a grid over
 ``model.latent_dim x seed x optimizer.lr`` trained as one program equals its basic-launcher run
 (rows, parameters, snapshots, summary, .hydra files); a diverging model leaves its group going;
-jobs that cannot be batched run alone; a preempted batched sweep resumes to its separate runs."""
+jobs that cannot be batched run alone; a preempted batched sweep resumes as if it had not stopped."""
 import json
 import shlex
 import signal
@@ -23,8 +23,16 @@ SMALL = ("encoder.hidden=[16]", "decoder.hidden=[16]", "trainer.epochs=2", "snap
 BATCHED = "hydra/launcher=aejax_batched"
 
 
-def _close(a, b, what):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=what)
+def _close(a, b, what, atol=1e-6):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol, err_msg=what)
+
+
+def _same_state(a, b, what):
+    """Parameters and optimizer state to 1e-5: float32 sums in another order (padded, vmapped, a traced
+    learning rate) move single values by a few 1e-6, which Adam's moments carry on."""
+    for x, y in zip(a, b, strict=True):
+        assert x.shape == y.shape
+        _close(x, y, what, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +61,18 @@ def test_every_job_of_a_batched_grid_equals_its_basic_launcher_run(grid):
         for x, y in zip(a, b):
             assert x.keys() == y.keys()  # train/lr is the job's own
             _close([x[k] for k in sorted(x)], [y[k] for k in sorted(y)], f"job {job}, step {x['step']}")
-        for x, y in zip(final_params(ours), final_params(theirs), strict=True):  # the job's own (unpadded) state
-            assert x.shape == y.shape
-            _close(x, y, f"job {job}: final state")
+        _same_state(final_params(ours), final_params(theirs), f"job {job}: final state")  # its own (unpadded) state
         for step in ("step_0000000", "step_0000024"):
             with np.load(ours / "snapshots" / f"{step}.npz") as x, np.load(theirs / "snapshots" / f"{step}.npz") as y:
                 assert x["z"].shape == y["z"].shape
-                _close(x["z"], y["z"], f"job {job}: {step} codes")
+                # codes pass through the whole encoder: float32 sums in another order, to 1e-5
+                _close(x["z"], y["z"], f"job {job}: {step} codes", atol=1e-5)
         for name in ("config.yaml", ".hydra/config.yaml", ".hydra/overrides.yaml"):
-            assert yaml.safe_load((ours / name).read_text()) == yaml.safe_load((theirs / name).read_text()), name
+            x, y = (yaml.safe_load((d / name).read_text()) for d in (ours, theirs))
+            if name == "config.yaml":  # each sweep is its own W&B group
+                assert x["logger"].pop("group") == sweep_group(root / "batched")
+                assert y["logger"].pop("group") == sweep_group(root / "basic")
+            assert x == y, name
         cfg = yaml.safe_load((ours / "config.yaml").read_text())
         seen.add((cfg["model"]["latent_dim"], cfg["seed"], cfg["optimizer"]["lr"]))
     assert len(seen) == 8
@@ -94,7 +105,7 @@ def test_a_diverging_model_leaves_its_group_going_and_unbatchable_jobs_run_alone
                                                                              "vanilla-z2-s0-lr=100-feed=memory"]
 
 
-def test_a_preempted_batched_sweep_resumes_to_its_separate_runs(tmp_path):
+def test_a_preempted_batched_sweep_resumes_as_if_never_stopped(tmp_path):
     sweep, args = tmp_path / "sweep", ("model.latent_dim=2,3", "optimizer.lr=1e-3,3e-3", *RUN)
     proc = subprocess.Popen([sys.executable, "-m", "aejax", "-m", BATCHED, *args, f"hydra.sweep.dir={sweep}"],
                             cwd=tmp_path, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,13 +127,14 @@ def test_a_preempted_batched_sweep_resumes_to_its_separate_runs(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "train as one program of 4 models" in out.stderr and "4 jobs finished" in out.stderr
-    basic = subprocess.run([sys.executable, "-m", "aejax", "-m", *args, f"hydra.sweep.dir={tmp_path / 'basic'}"],
+    # the same batched sweep, not interrupted (the grid test above compares batched with basic)
+    whole = subprocess.run([sys.executable, "-m", "aejax", "-m", BATCHED, *args, f"hydra.sweep.dir={tmp_path / 'whole'}"],
                            cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=300)
-    assert basic.returncode == 0, basic.stderr
+    assert whole.returncode == 0, whole.stderr
     for j in map(str, range(4)):
-        s, t = summary(sweep / j), summary(tmp_path / "basic" / j)
+        s, t = summary(sweep / j), summary(tmp_path / "whole" / j)
         assert s["resumed_from_step"] == stopped and s["steps"] == t["steps"] == 480
-        _close(s["val/loss"], t["val/loss"], f"job {j}")
-        assert [r["step"] for r in rows(sweep / j)] == [r["step"] for r in rows(tmp_path / "basic" / j)]
-        for x, y in zip(final_params(sweep / j), final_params(tmp_path / "basic" / j), strict=True):
-            _close(x, y, f"job {j}: final state")
+        assert s["val/loss"] == t["val/loss"], f"job {j}"
+        assert rows(sweep / j) == rows(tmp_path / "whole" / j)
+        for x, y in zip(final_params(sweep / j), final_params(tmp_path / "whole" / j), strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=f"job {j}: final state")
