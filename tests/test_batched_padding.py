@@ -4,16 +4,14 @@ group's state is the separate run's state, for Adam with gradient clipping and f
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from conftest import compose_config
 
-from aejax.assemble import build_optimizer
+from aejax.assemble import build_model, build_objective, build_optimizer
 from aejax.batching.group import _Values
 from aejax.batching.members import Members, per_model
 from aejax.training.state import create_train_state, split_seed
 from aejax.training.step import make_train_step
-from conftest import compose_config
-from aejax.assemble import build_model, build_objective
 
 STEPS = 6
 
@@ -58,7 +56,6 @@ def test_a_padded_model_trains_as_its_unpadded_twin(optimizer):
         step = jax.jit(make_train_step(g, objective, tx))
         for s in range(STEPS):
             alone, m = step(alone, x[s], w)
-            # (the loss of the last step, compared below)
         own = members.own(group, i)
         assert jax.tree.structure(own) == jax.tree.structure(alone)  # the separate run's checkpoint layout
         for a, b in zip(jax.tree.leaves(own), jax.tree.leaves(alone)):
