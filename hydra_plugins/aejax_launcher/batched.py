@@ -67,6 +67,19 @@ def _prepare(cfg: DictConfig):
     return Job(cfg, run_dir, hydra_cfg.job.num)
 
 
+def _job_logs(configs: list[DictConfig]) -> list[logging.Handler]:
+    """The group's log lines (its training, each job's summary) into every job's log file
+    (``<job dir>/<hydra.job.name>.log``, where the basic launcher writes a job's lines)."""
+    handlers = []
+    for config in configs:
+        path = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir) / f"{config.hydra.job.name}.log"
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger().addHandler(handler)
+        handlers.append(handler)
+    return handlers
+
+
 class BatchedLauncher(Launcher):
     def __init__(self, max_models: Optional[int] = None, memory_mb: Optional[float] = None) -> None:
         self.max_models, self.memory_mb = max_models, memory_mb
@@ -116,11 +129,16 @@ class BatchedLauncher(Launcher):
             for i in group:
                 returns[i] = self._run(configs[i], _prepare)
             jobs = {i: returns[i].return_value for i in group}
+            handlers = _job_logs([configs[i] for i in group])
             try:
                 run_group([job for job in jobs.values() if job is not None], self.max_models, budget)
             except SystemExit as e:
                 report_preempted(e, sweep_dir)
                 raise
+            finally:
+                for handler in handlers:
+                    logging.getLogger().removeHandler(handler)
+                    handler.close()
             for i, job in jobs.items():
                 returns[i].return_value = None if job is None else job.value
         return [returns[i] for i in range(len(configs))]
