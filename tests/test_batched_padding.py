@@ -8,7 +8,7 @@ import pytest
 from conftest import compose_config
 
 from aejax.assemble import build_model, build_objective, build_optimizer
-from aejax.batching.group import _Values
+from aejax.batching.group import OptimizerValues
 from aejax.batching.members import Members, per_model
 from aejax.training.state import create_train_state, split_seed
 from aejax.training.step import make_train_step
@@ -23,7 +23,7 @@ def _setup(optimizer: str, ks=(2, 5), lrs=(3e-3, 1e-2)):
     models = [lambda key, c=c: build_model(c, (10,), "sigmoid", key) for c in cfgs]
     txs = [build_optimizer(c.optimizer, 100)[0] for c in cfgs]
     values = [{"lr": lr, "grad_clip": 0.5} for lr in lrs]
-    group_tx = per_model(lambda v: build_optimizer(_Values(cfgs[-1].optimizer, v), 100)[0], values[-1])
+    group_tx = per_model(lambda v: build_optimizer(OptimizerValues(cfgs[-1].optimizer, v), 100)[0], values[-1])
     members = Members(seeds=[0, 1], models=models, txs=txs, values=values, schedules=[None, None],
                       latent_dims=list(ks), configs=[{}, {}], template=models[-1], tx=group_tx)
     return cfgs, models, txs, members, group_tx
@@ -78,3 +78,12 @@ def test_widen_is_the_inverse_of_own():
         assert a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))
     assert float(group.opt_state.values["lr"][0]) == pytest.approx(3e-3)
     assert float(group.opt_state.values["lr"][1]) == pytest.approx(1e-2)
+
+
+def test_a_group_is_cut_into_even_programs_that_fit_the_budget():
+    from aejax.batching.grouping import split
+
+    assert split(12, per_model=100, budget=10_000, max_models=None) == [12]
+    assert split(12, per_model=100, budget=500, max_models=None) == [4, 4, 4]  # 5 fit: 3 programs, even
+    assert split(7, per_model=100, budget=10_000, max_models=3) == [3, 2, 2]
+    assert split(3, per_model=10_000, budget=500, max_models=None) == [1, 1, 1]  # not one fits: one at a time

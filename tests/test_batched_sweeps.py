@@ -2,11 +2,11 @@
 ``model.latent_dim x seed x optimizer.lr`` trained as one program equals its basic-launcher run
 (rows, parameters, snapshots, summary, .hydra files); a diverging model leaves its group going;
 jobs that cannot be batched run alone; a preempted batched sweep resumes as if it had not stopped."""
-import json
 import shlex
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -109,7 +109,6 @@ def test_a_preempted_batched_sweep_resumes_as_if_never_stopped(tmp_path):
     sweep, args = tmp_path / "sweep", ("model.latent_dim=2,3", "optimizer.lr=1e-3,3e-3", *RUN)
     proc = subprocess.Popen([sys.executable, "-m", "aejax", "-m", BATCHED, *args, f"hydra.sweep.dir={sweep}"],
                             cwd=tmp_path, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    import time
     deadline = time.monotonic() + 240
     while not (checkpoint_steps(sweep / "3") and checkpoint_steps(sweep / "3")[-1] >= 24):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -44,7 +44,7 @@ class Job:
     value: Optional[float] = None
 
 
-class _Values:
+class OptimizerValues:
     """An optimizer group's config with some scalar values replaced by (traced) arrays."""
 
     def __init__(self, cfg: DictConfig, values: dict[str, Any]):
@@ -87,15 +87,17 @@ def _claim(job: Job, locks: list) -> Optional[_Ready]:
     return _Ready(job, cfg, resume)
 
 
-def model_bytes(ready: _Ready) -> int:
+def model_bytes(ready: _Ready, example_values: int) -> int:
     """About what one model of the group needs on the device: its state (parameters and optimizer
-    state) three times over (gradients, updates) and a batch's activations at every layer."""
+    state) three times over (with its gradients and updates), and a batch's activations, forward
+    and backward, at the input and at every layer (a layer's width: the last axis of its weights;
+    a convolution's activations are larger, so keep ``hydra.launcher.memory_mb`` for conv nets)."""
     parts = ready.built.parts
     shapes = own_state_shapes(parts.model, parts.optimizer)
     state = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(shapes)
-                if hasattr(a, "dtype") and not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key))
-    params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes.params))
-    return 3 * state + 4 * parts.trainer.batch_size * int(math.sqrt(params)) * 16
+                if not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key))
+    widths = sum(a.shape[-1] for a in jax.tree.leaves(shapes.params) if a.ndim)
+    return 3 * state + 2 * 4 * parts.trainer.batch_size * (example_values + widths)
 
 
 def _program(chunk: list[_Ready], num_train: int) -> Assembled:
@@ -108,7 +110,7 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
     tparts = template.built.parts
     total = steps_per_epoch(num_train, tparts.trainer.batch_size, tparts.trainer.drop_last) * tparts.trainer.epochs
     opt_cfg = template.cfg.optimizer
-    tx = per_model(lambda values: build_optimizer(_Values(opt_cfg, values), total)[0], optimizer_values(template.cfg))
+    tx = per_model(lambda values: build_optimizer(OptimizerValues(opt_cfg, values), total)[0], optimizer_values(template.cfg))
     members = Members(seeds=[r.cfg.seed for r in chunk], models=[r.built.parts.model for r in chunk],
                       txs=[r.built.parts.optimizer for r in chunk], values=[optimizer_values(r.cfg) for r in chunk],
                       schedules=[r.built.parts.schedule for r in chunk],
@@ -119,7 +121,7 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
     return Assembled(parts, template.built.eval)
 
 
-def programs(ready: list[_Ready], data_bytes: int, max_models: Optional[int],
+def programs(ready: list[_Ready], data_bytes: int, example_values: int, max_models: Optional[int],
              budget: Optional[int] = None) -> list[list[_Ready]]:
     """The group cut into programs: fresh and resumed jobs apart, each part as large as the memory
     budget (``budget`` bytes, default the device's, less the training split) and ``max_models`` allow."""
@@ -134,7 +136,7 @@ def programs(ready: list[_Ready], data_bytes: int, max_models: Optional[int],
                         data_bytes / 2**20, len(part))
             out += [[r] for r in part]
             continue
-        per_model = max(model_bytes(r) for r in part)
+        per_model = max(model_bytes(r, example_values) for r in part)
         sizes = split(len(part), per_model, budget, max_models)
         if len(sizes) > 1:
             log.warning("a group of %d jobs is cut into %d programs of %s models (about %.1f MiB per model, "
@@ -180,7 +182,7 @@ def run_group(jobs: list[Job], max_models: Optional[int] = None, budget: Optiona
                 built.append(r)
             except Exception as e:
                 report_failure(e, r.job.raw, r.job.run_dir, r.job.num)
-        for chunk in programs(built, data.train_bytes, max_models, budget):
+        for chunk in programs(built, data.train_bytes, int(np.prod(data.example_shape)), max_models, budget):
             nums = ", ".join(f"#{r.job.num}" for r in chunk)
             print(f"aejax: jobs {nums} train as one program of {len(chunk)} models", file=sys.stderr, flush=True)
             try:
