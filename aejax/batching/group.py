@@ -109,10 +109,15 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
     template = max(chunk, key=lambda r: r.cfg.model.latent_dim)
     tparts = template.built.parts
     total = steps_per_epoch(num_train, tparts.trainer.batch_size, tparts.trainer.drop_last) * tparts.trainer.epochs
+    # only the values that differ ride per model; the others stay constants of the program, as in each
+    # separate run (a traced b1 or eps rounds differently from a constant one, and that adds up)
+    values = [optimizer_values(r.cfg) for r in chunk]
+    varying = sorted(k for k in values[0] if len({v[k] for v in values}) > 1)
+    values = [{k: v[k] for k in varying} for v in values]
     opt_cfg = template.cfg.optimizer
-    tx = per_model(lambda values: build_optimizer(OptimizerValues(opt_cfg, values), total)[0], optimizer_values(template.cfg))
+    tx = per_model(lambda v: build_optimizer(OptimizerValues(opt_cfg, v), total)[0], values[0])
     members = Members(seeds=[r.cfg.seed for r in chunk], models=[r.built.parts.model for r in chunk],
-                      txs=[r.built.parts.optimizer for r in chunk], values=[optimizer_values(r.cfg) for r in chunk],
+                      txs=[r.built.parts.optimizer for r in chunk], values=values,
                       schedules=[r.built.parts.schedule for r in chunk],
                       latent_dims=[r.cfg.model.latent_dim for r in chunk],
                       configs=[r.built.parts.config for r in chunk], template=tparts.model, tx=tx)
