@@ -121,8 +121,12 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
                       schedules=[r.built.parts.schedule for r in chunk],
                       latent_dims=[r.cfg.model.latent_dim for r in chunk],
                       configs=[r.built.parts.config for r in chunk], template=tparts.model, tx=tx)
+    # the figures' budget is a share of the training time: the program's n jobs share its time, so each
+    # gets 1/n of it (else each would draw as many figures as the whole time allows, n times the host work)
+    budget = tparts.snapshot.figure_budget
+    snapshot = dataclasses.replace(tparts.snapshot, figure_budget=None if budget is None else budget / len(chunk))
     parts = dataclasses.replace(tparts, optimizer=tx, members=members, seed=chunk[0].cfg.seed, config=None,
-                                trainer=dataclasses.replace(tparts.trainer, num_seeds=len(chunk)))
+                                snapshot=snapshot, trainer=dataclasses.replace(tparts.trainer, num_seeds=len(chunk)))
     return Assembled(parts, template.built.eval)
 
 
