@@ -183,7 +183,7 @@ class SweepCallback(Callback):
         self.started = time.time() - 1.0  # coarse file-system clocks
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        launcher = [o for o in config.hydra.overrides.hydra if o.split("=", 1)[0] in ("hydra/launcher", "hydra.launcher")
+        launcher = [o for o in OmegaConf.select(config, "hydra.overrides.hydra", default=None) or () if o.split("=", 1)[0] in ("hydra/launcher", "hydra.launcher")
                     or o.startswith("hydra.launcher.")]  # a resume runs the sweep with the same launcher
         rundir.write_json_atomic(sweep_dir / SWEEP_FILE, {"varied": varied_keys(config), "group": sweep_group(sweep_dir),
                                                    "overrides": [*launcher, *config.hydra.overrides.task]})
