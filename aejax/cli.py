@@ -22,9 +22,11 @@ def register_launchers() -> None:
     ``hydra_plugins/aejax_launcher`` without such a folder, so the scan misses it: register it here."""
     from hydra.core.plugins import Plugins
 
+    from hydra_plugins.aejax_launcher.batched import BatchedLauncher
     from hydra_plugins.aejax_launcher.fault_tolerant_joblib import FaultTolerantJoblibLauncher
 
     Plugins.instance().register(FaultTolerantJoblibLauncher)
+    Plugins.instance().register(BatchedLauncher)
 
 
 register_launchers()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from aejax import distributed
 from aejax.analysis.code_figures import write_code_figure
 from aejax.analysis.evaluate import evaluate, normal_classes_only
-from aejax.assemble import assemble, load_data
+from aejax.assemble import Assembled, assemble, load_data
 from aejax.config import validate
 from aejax.data import Dataset
 from aejax.errors import ConfigError, RunError
@@ -139,15 +139,22 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
     built = assemble(cfg, data, model)
     runs = seed_runs(raw, cfg, run_dir)
     batch = BatchDir(run_dir, cfg, [d for _, d in runs]) if len(runs) > 1 else None  # one process: the writer
+    return train_runs(built, data, runs, resume, writer, run_dir, batch)
 
+
+def train_runs(built: Assembled, data: Dataset, runs: list[tuple[DictConfig, Path]], resume: bool, writer: bool,
+               run_dir: Path, batch: Optional[BatchDir] = None) -> list[Result]:
+    """Train ``runs`` (``(config, run directory)`` of each model ``built.parts`` trains: one run, a seed
+    batch's, or a batched sweep's group), evaluate and summarise each; ``run_dir`` is what a preempted
+    run is resumed from."""
     trackers: list = []
     statuses = ["failed"] * len(runs)
     try:
         for run_cfg, dir_ in runs:
             trackers.append(open_trackers(run_cfg.logger, dir_, OmegaConf.to_container(run_cfg), resume=resume,
-                                          concurrent=batch is not None) if writer else Trackers([]))
+                                          concurrent=len(runs) > 1) if writer else Trackers([]))
         results = fit_seeds(built.parts, data, trackers, [d for _, d in runs], resume=resume)
-        pca = None
+        pca: dict[int, float] = {}  # the PCA baseline of each code size, the same for every model
         for i, ((run_cfg, dir_), tracker, result) in enumerate(zip(runs, trackers, results)):
             if result.status == "diverged":
                 tracker.summary({**result.summary, "run_dir": str(dir_)})
@@ -160,11 +167,12 @@ def _run_owned(raw: DictConfig, cfg: DictConfig, run_dir: Path, resume: bool, wr
                 key = _eval_key(run_cfg.seed)
                 line, start = PartsLine("evaluating", built.parts.trainer.progress), time.perf_counter()
                 result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(variables(result.state)),
-                                               key, pca_mse=pca, recon=getattr(built.parts.objective, "recon", "mse"),
+                                               key, pca_mse=pca.get(run_cfg.model.latent_dim),
+                                               recon=getattr(built.parts.objective, "recon", "mse"),
                                                batch_size=built.parts.trainer.eval_batch_size, report=line))
                 result.summary["eval_time_s"] = round(time.perf_counter() - start, 3)
                 line.close(result.summary["eval_time_s"])
-                pca = result.summary["test/pca_mse"]  # the same baseline for every seed
+                pca[run_cfg.model.latent_dim] = result.summary["test/pca_mse"]  # the same baseline for every seed
                 write_code_figure(dir_, result.graphdef, first_replica(variables(result.state)), data.x_test,
                                   data.ground_truth, built.parts.trainer.eval_batch_size)
             tracker.summary({**result.summary, "run_dir": str(dir_)})

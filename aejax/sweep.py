@@ -122,6 +122,32 @@ def record_failure(run_dir: Path, cfg: DictConfig, error: BaseException) -> None
             rundir.write_config(run_dir, cfg)
 
 
+def report_preempted(exit: SystemExit, sweep_dir: Path) -> None:
+    """For a job's exit with ``EXIT_PREEMPTED`` (the whole sweep stops): say what is left and how to go on."""
+    from aejax.training.preemption import EXIT_PREEMPTED
+
+    if exit.code == EXIT_PREEMPTED:
+        lines = [f"aejax: the sweep in {sweep_dir} was preempted; unfinished jobs:"]
+        lines += [f"  {job.relative_to(sweep_dir)}: {status}" for job, status in unfinished_jobs(sweep_dir)]
+        lines += ["  (and any not started yet)", f"continue it with: {resume_command(sweep_dir)}"]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def report_failure(error: Exception, cfg: DictConfig, run_dir: Path, num: Any) -> None:
+    """A job failed with ``error``: recorded in its run directory, said on stderr; the sweep goes on."""
+    if not isinstance(error, RunDirTaken):  # another run's directory is left as it is
+        record_failure(run_dir, cfg, error)
+    if isinstance(error, ConfigError):
+        print(f"aejax: invalid config: {error}", file=sys.stderr)
+    elif isinstance(error, DataError):
+        print(f"aejax: data unavailable: {error}", file=sys.stderr)
+    elif isinstance(error, RunError):
+        print(f"aejax: {error}", file=sys.stderr)
+    else:
+        traceback.print_exception(error)
+    print(f"aejax: job {num} failed ({run_dir}); the sweep goes on", file=sys.stderr, flush=True)
+
+
 def run_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Optional[float]:
     """One multirun job: any exception is recorded in the run directory and the sweep goes on.
 
@@ -135,27 +161,10 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> Optional[f
         prepare_resume(cfg, run_dir)
         value = run(cfg, run_dir)
     except SystemExit as e:
-        from aejax.training.preemption import EXIT_PREEMPTED
-
-        if e.code == EXIT_PREEMPTED:  # the whole sweep stops: say what is left and how to go on
-            sweep_dir = Path(hydra_cfg.sweep.dir)
-            lines = [f"aejax: the sweep in {sweep_dir} was preempted; unfinished jobs:"]
-            lines += [f"  {job.relative_to(sweep_dir)}: {status}" for job, status in unfinished_jobs(sweep_dir)]
-            lines += ["  (and any not started yet)", f"continue it with: {resume_command(sweep_dir)}"]
-            print("\n".join(lines), file=sys.stderr, flush=True)
+        report_preempted(e, Path(hydra_cfg.sweep.dir))
         raise
     except Exception as e:
-        if not isinstance(e, RunDirTaken):  # another run's directory is left as it is
-            record_failure(run_dir, cfg, e)
-        if isinstance(e, ConfigError):
-            print(f"aejax: invalid config: {e}", file=sys.stderr)
-        elif isinstance(e, DataError):
-            print(f"aejax: data unavailable: {e}", file=sys.stderr)
-        elif isinstance(e, RunError):
-            print(f"aejax: {e}", file=sys.stderr)
-        else:
-            traceback.print_exc()
-        print(f"aejax: job {hydra_cfg.job.num} failed ({run_dir}); the sweep goes on", file=sys.stderr, flush=True)
+        report_failure(e, cfg, run_dir, hydra_cfg.job.num)
         return None
     status = rundir.run_status(run_dir)
     if status != FINISHED or value is None or not math.isfinite(value):
@@ -174,8 +183,10 @@ class SweepCallback(Callback):
         self.started = time.time() - 1.0  # coarse file-system clocks
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        launcher = [o for o in OmegaConf.select(config, "hydra.overrides.hydra", default=None) or () if o.split("=", 1)[0] in ("hydra/launcher", "hydra.launcher")
+                    or o.startswith("hydra.launcher.")]  # a resume runs the sweep with the same launcher
         rundir.write_json_atomic(sweep_dir / SWEEP_FILE, {"varied": varied_keys(config), "group": sweep_group(sweep_dir),
-                                                   "overrides": list(config.hydra.overrides.task)})
+                                                   "overrides": [*launcher, *config.hydra.overrides.task]})
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

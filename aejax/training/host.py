@@ -86,9 +86,12 @@ def host_segment(run: SeedRun, metrics: dict[str, np.ndarray], val: Optional[dic
         run.tracker.log({"step": at, "epoch": at / steps if at % steps else at // steps, **rows[at]})
 
 
-def restore(runs: list[SeedRun], state: TrainState, pick, before: Optional[int] = None) -> tuple[int, TrainState]:
+def restore(runs: list[SeedRun], state: TrainState, pick, before: Optional[int] = None,
+            stack=None) -> tuple[int, TrainState]:
     """Every run's state and host bookkeeping from its checkpoints, at the newest step all have
-    (with ``before``: the newest before that step, where there is one; a damaged snapshot's step)."""
+    (with ``before``: the newest before that step, where there is one; a damaged snapshot's step).
+    ``pick(state, i)`` is run ``i``'s state as saved; ``stack`` puts the restored ones together
+    (default: stacked on a leading axis)."""
     common = sorted(set.intersection(*(set(run.checkpoints.steps()) for run in runs)), reverse=True)
     if not common:
         found = "; ".join(f"{run.checkpoints.directory}: {run.checkpoints.steps() or 'none'}" for run in runs)
@@ -115,6 +118,8 @@ def restore(runs: list[SeedRun], state: TrainState, pick, before: Optional[int] 
             states = []
     for run in runs:  # a run whose newer checkpoints the others lack continues from the common step
         run.checkpoints.drop_after(at)
+    if stack is not None:
+        return at, stack(states)
     stacked = states[0] if len(runs) == 1 else jax.tree.map(lambda *a: jnp.stack(a), *states)
     return at, stacked
 

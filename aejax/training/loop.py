@@ -73,18 +73,21 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         init_key, order_key, state_key, eval_key = split_seed(parts.seed, 4)
     order = jax.vmap(epoch_key, in_axes=(0, None)) if batched else epoch_key
     pick = (lambda tree, i: jax.tree.map(lambda a: a[i], tree)) if batched else (lambda tree, i: tree)
+    members = parts.members  # a batched sweep's group (aejax/batching): models that differ in more than the seed
+    own = members.own if members else pick  # model i's state as its separate run holds it
 
     steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
     total = trainer.epochs * steps
     tx, schedule, objective = parts.optimizer, parts.schedule, parts.objective
-    graphdef, state = create_train_state(parts.model, tx, init_key, state_key)
+    graphdef, state = (members.init(init_key, state_key) if members
+                       else create_train_state(parts.model, tx, init_key, state_key))
     model = nnx.eval_shape(lambda: parts.model(jax.random.key(0)))  # the structure (no arrays) the host asks about
     has_conv = parts.convolves if parts.convolves is not None else convolves(model)
     feed, unroll = plan_feed(trainer, data, has_conv=has_conv)
     every = trainer.checkpoint_every if run_dirs[0] is not None else 0
-    runs = [SeedRun(s, t, d, TrainRows(trainer.log_every or steps, schedule),
+    runs = [SeedRun(s, t, d, TrainRows(trainer.log_every or steps, members.schedules[i] if members else schedule),
                     Checkpoints(d, trainer.checkpoint_keep) if every else None, batched=batched)
-            for s, t, d in zip(seeds, trackers, run_dirs)]
+            for i, (s, t, d) in enumerate(zip(seeds, trackers, run_dirs))]
 
     # devices and processes (see parallel.py); a seed batch runs on one device
     parallel = ONE_DEVICE if batched else layout(trainer.parallel)
@@ -100,12 +103,14 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
                                                                 eval_key).compile()
     snapshots = None
     if run_dirs[0] is not None and parts.snapshot.every > 0 and jax.process_index() == 0:
-        for run in runs:
+        for i, run in enumerate(runs):
             run.snapshots = SnapshotRecorder(parts.snapshot, data, run.run_dir, run.tracker, seed=run.seed,
-                                             label=parts.label, latent_dim=model.latent_dim,
+                                             label=parts.label,
+                                             latent_dim=members.latent_dims[i] if members else model.latent_dim,
                                              vae=getattr(model, "head", None) == "gaussian")
-        snapshots = Snapshots([run.snapshots for run in runs], graphdef, variables(state),
-                              getattr(objective, "recon", "mse"), batched)
+        recon = getattr(objective, "recon", "mse")
+        snapshots = (members.snapshots([run.snapshots for run in runs], state.params, recon) if members
+                     else Snapshots([run.snapshots for run in runs], graphdef, variables(state), recon, batched))
     compile_s = time.perf_counter() - start
 
     def validation(params) -> list[dict[str, float]]:
@@ -118,7 +123,8 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     step = 0
     if resume:
         damaged = [at for run in runs if run.snapshots for at in run.snapshots.damaged()]
-        step, state = restore(runs, state, pick, before=min(damaged) if damaged else None)
+        step, state = restore(runs, state, own, before=min(damaged) if damaged else None,
+                              stack=members.stack if members else None)
         for run in runs:
             run.tracker.rewind(step)
             if run.snapshots:
@@ -137,13 +143,14 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
 
     def save(at: int) -> None:
         for i in alive():
+            config = members.configs[i] if members else parts.config
             run = runs[i]
             if run.snapshots:
                 run.snapshots.flush()  # the snapshot files up to this step belong with the checkpoint
             host = {"loop": run.host, "rows": run.rows.state(), "epoch": at / steps}
-            if parts.config is not None:  # a resume whose config.yaml is gone reads it here
-                host["config"] = parts.config
-            run.checkpoints.save(at, pick(state, i), host)
+            if config is not None:  # a resume whose config.yaml is gone reads it here
+                host["config"] = config
+            run.checkpoints.save(at, own(state, i), host)
 
     report_every = max(1, trainer.epochs // 10)
     label = f"{parts.label} z={model.latent_dim}" + (f" x{n} seeds" if batched else "")
@@ -200,7 +207,6 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     trained = step - first
     shared = {
         "epochs": trainer.epochs,
-        "num_params": count_params(pick(state, 0).params),
         "feed": feed + (" (unrolled)" if unroll else ""),
         "devices": parallel.size,
         "compile_time_s": round(compile_s, 3),
@@ -208,10 +214,13 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         "train_time_s": round(train_s, 3),
         "examples_per_s": round(trained / steps * data.num_train / train_s, 1) if trained else 0.0,
     }
-    if batched:
-        shared["seed_batch"] = n  # models trained together; examples_per_s is per model
     if resume:
         shared["resumed_from_step"] = first
-    return [result(run, graphdef, pick(state, i), shared, step) for i, run in enumerate(runs)]
+    if members:
+        shared["batched_group"] = n  # models trained together (aejax_batched); examples_per_s is per model
+    elif batched:
+        shared["seed_batch"] = n  # models trained together; examples_per_s is per model
+    return [result(run, members.graphdef(i) if members else graphdef, own(state, i),
+                   {"num_params": count_params(own(state, i).params), **shared}, step) for i, run in enumerate(runs)]
 
 

@@ -89,7 +89,12 @@ class Parts:
     label: str = "autoencoder"  # what the progress bar and snapshot titles call the run (the variant)
     convolves: Optional[bool] = None  # None: ask the built model
     config: Optional[dict] = None  # the run's config (plain values), saved with each checkpoint
+    # models that differ in more than their seed (a batched sweep's group, aejax.batching.members):
+    # their seeds, sizes, optimizer values and own views of the stacked state
+    members: Optional[Any] = None
 
     def seeds(self) -> list[int]:
-        """The seed of each model trained: ``seed`` .. ``seed + trainer.num_seeds - 1``."""
+        """The seed of each model trained: ``seed`` .. ``seed + trainer.num_seeds - 1`` (a group's: its members')."""
+        if self.members is not None:
+            return list(self.members.seeds)
         return [self.seed + i for i in range(self.trainer.num_seeds)]

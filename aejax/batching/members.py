@@ -1,0 +1,173 @@
+"""The models of a batched group (``Parts.members``): how they differ and how each is seen alone.
+
+The models of a group share one structure, the template: the largest code (``model.latent_dim``)
+of the group. A model with a smaller code is initialised at its own size, exactly as its separate
+run is, and then padded with zeros to the template: the padded code units are zero, their weights
+in the decoder are zero, and so every padded weight gets exactly zero gradient and zero update
+(Adam, AdamW, SGD: a zero gradient moves no moment), so the padded model trains as its unpadded
+twin. Its optimizer values (``optimizer.lr``, ``grad_clip``, ...) ride in its optimizer state
+(``Hyper``), one scalar per model under ``vmap``, and rebuild the job's own optimizer in each step.
+
+``own(state, i)`` is model ``i`` as its separate run holds it: the padding sliced off, the optimizer
+state without the values. That is what its checkpoints, its evaluation and its summary see, so a
+job's checkpoint is the same file its separate run writes, and it resumes in any group (or alone).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from aejax.training.state import TrainState
+
+
+class Hyper(NamedTuple):
+    """A per-model optimizer's state: its scalar values and the state of the optimizer they build."""
+    values: dict[str, jax.Array]
+    inner: Any
+
+
+def per_model(build: Callable[[dict[str, jax.Array]], optax.GradientTransformation],
+              defaults: dict[str, float]) -> optax.GradientTransformation:
+    """An optimizer whose scalar values (``build``'s argument) live in its state, so that under
+    ``vmap`` every model has its own; ``init`` stores ``defaults`` (the group sets each model's)."""
+
+    def init(params):
+        values = {k: jnp.asarray(v, jnp.float32) for k, v in defaults.items()}
+        return Hyper(values, build(values).init(params))
+
+    def update(updates, state, params=None):
+        out, inner = build(state.values).update(updates, state.inner, params)
+        return out, Hyper(state.values, inner)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _pad(a: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``a`` with zeros after its values along each axis, up to ``shape`` (a leading models axis kept)."""
+    lead = a.ndim - len(shape)
+    if tuple(a.shape[lead:]) == tuple(shape):
+        return a
+    return jnp.pad(a, [(0, 0)] * lead + [(0, t - s) for s, t in zip(a.shape[lead:], shape)])
+
+
+def _cut(a: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return a[tuple(slice(0, d) for d in shape)]
+
+
+def own_state_shapes(make_model: Callable[[jax.Array], nnx.Module], tx: optax.GradientTransformation):
+    """The shapes of a separate run's ``TrainState`` (``create_train_state``'s), no arrays made."""
+    def build(key):
+        params = nnx.state(make_model(key), nnx.Param)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=key)
+
+    return jax.eval_shape(build, jax.random.key(0))
+
+
+@dataclass(frozen=True)
+class Members:
+    """The models of a group, in job order: each one's seed, model factory, own optimizer (for its
+    state's shapes), optimizer values, learning-rate schedule (logged as ``train/lr``), code size
+    and config (saved with its checkpoints); ``template`` builds the largest model and ``tx`` is the
+    group's per-model optimizer (``per_model``)."""
+    seeds: list[int]
+    models: list[Callable[[jax.Array], nnx.Module]]
+    txs: list[optax.GradientTransformation]
+    values: list[dict[str, float]]
+    schedules: list[optax.Schedule]
+    latent_dims: list[int]
+    configs: list[dict]
+    template: Callable[[jax.Array], nnx.Module]
+    tx: optax.GradientTransformation
+
+    def __post_init__(self):
+        shapes = {}
+        for i, k in enumerate(self.latent_dims):
+            if k not in shapes:
+                shapes[k] = own_state_shapes(self.models[i], self.txs[i])
+        object.__setattr__(self, "_shapes", shapes)
+        object.__setattr__(self, "_graphdefs", {k: nnx.graphdef(nnx.eval_shape(
+            lambda i=self.latent_dims.index(k): self.models[i](jax.random.key(0)))) for k in shapes})
+        template = nnx.eval_shape(lambda: self.template(jax.random.key(0)))
+        object.__setattr__(self, "_template", (nnx.graphdef(template), nnx.state(template, nnx.Param)))
+
+    def graphdef(self, i: int) -> nnx.GraphDef:
+        """Model ``i``'s own structure (its code size)."""
+        return self._graphdefs[self.latent_dims[i]]
+
+    def init(self, init_key: jax.Array, rng: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
+        """The group's state from keys ``[n]``: each model's parameters made at its own size from its
+        own key (those of one size in one vmapped program), padded to the template and stacked."""
+        graphdef, template = self._template
+        params = [None] * len(self.seeds)
+        for k in self._shapes:
+            idx = [i for i, d in enumerate(self.latent_dims) if d == k]
+            make = self.models[idx[0]]
+            made = jax.jit(jax.vmap(lambda key: nnx.state(make(key), nnx.Param)))(init_key[jnp.array(idx)])
+            made = jax.tree.map(lambda a, t: _pad(a, t.shape), made, template)
+            for j, i in enumerate(idx):
+                params[i] = jax.tree.map(lambda a: a[j], made)
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *params)
+        values = {key: jnp.asarray([v[key] for v in self.values], jnp.float32) for key in self.values[0]}
+
+        @jax.jit
+        @jax.vmap
+        def start(params, values, rng):
+            return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                              opt_state=self.tx.init(params)._replace(values=values), rng=rng)
+
+        return graphdef, start(stacked, values, rng)
+
+    def own(self, state: TrainState, i: int) -> TrainState:
+        """Model ``i`` of the stacked ``state`` as its separate run holds it."""
+        shapes = self._shapes[self.latent_dims[i]]
+        one = jax.tree.map(lambda a: a[i], state)
+        return one.replace(params=jax.tree.map(lambda a, t: _cut(a, t.shape), one.params, shapes.params),
+                           opt_state=jax.tree.map(lambda a, t: _cut(a, t.shape), one.opt_state.inner,
+                                                  shapes.opt_state))
+
+    def widen(self, own: TrainState, i: int) -> TrainState:
+        """The inverse of ``own``: model ``i``'s state padded to the template, its values added."""
+        _, template = self._template
+        like = jax.eval_shape(self.tx.init, template)
+        values = {k: jnp.asarray(v, jnp.float32) for k, v in self.values[i].items()}
+        return own.replace(params=jax.tree.map(lambda a, t: _pad(a, t.shape), own.params, template),
+                           opt_state=Hyper(values, jax.tree.map(lambda a, t: _pad(a, t.shape), own.opt_state,
+                                                                like.inner)))
+
+    def stack(self, states: list[TrainState]) -> TrainState:
+        """The group's state from each model's own (restored from its checkpoints)."""
+        return jax.tree.map(lambda *a: jnp.stack(a), *(self.widen(s, i) for i, s in enumerate(states)))
+
+    def snapshots(self, recorders: list, params, recon: str):
+        return GroupSnapshots(self, recorders, params, recon)
+
+    def narrow_params(self, params, idx: list[int]):
+        """The parameters of models ``idx`` (all of one code size), cut to that size."""
+        shapes = self._shapes[self.latent_dims[idx[0]]].params
+        pick = jnp.array(idx)
+        return jax.tree.map(lambda a, t: _cut(a[pick], (len(idx), *t.shape)), params, shapes)
+
+
+class GroupSnapshots:
+    """The group's snapshots: one compiled snapshot program per code size, over that size's models
+    cut to it, so each job's snapshot files are its separate run's."""
+
+    def __init__(self, members: Members, recorders: list, params, recon: str):
+        from aejax.training.snapshots import Snapshots
+
+        self.members, self.parts = members, []
+        for k in dict.fromkeys(members.latent_dims):
+            idx = [i for i, d in enumerate(members.latent_dims) if d == k]
+            self.parts.append((idx, Snapshots([recorders[i] for i in idx], members.graphdef(idx[0]),
+                                              members.narrow_params(params, idx), recon, batched=True)))
+
+    def take(self, params, step: int, epoch: float, last: bool = False, runs=None) -> None:
+        for idx, snapshots in self.parts:
+            chosen = None if runs is None else [j for j, i in enumerate(idx) if i in runs]
+            if chosen is None or chosen:
+                snapshots.take(self.members.narrow_params(params, idx), step, epoch, last, chosen)
