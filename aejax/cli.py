@@ -45,6 +45,9 @@ def main() -> Optional[float]:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> Optional[float]:
     logging.getLogger("jax").setLevel(logging.WARNING)  # not JAX's INFO lines about absent TPUs
+    # A log line that cannot be written (aejax.log on a full disk, from a checkpointing thread) is
+    # dropped, not reported with a traceback: the run reports the full disk itself (exit 4).
+    logging.raiseExceptions = False
     setup_compile_cache()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

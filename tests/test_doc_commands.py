@@ -84,8 +84,10 @@ def _plan(command: str, n: int) -> tuple[list[str], dict]:
     program, args = words[0], words[1:] if words[0] != "python" else words[3:]
     check: dict = {"rc": 0}
     if program in ("aejax-report", "aejax-explore"):
+        valued = {"-o", "--interval", "--metric"}  # options followed by a value
+        positional = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in valued)]
         check["file"] = (Path(args[args.index("-o") + 1]) if "-o" in args else
-                         Path(args[0]) / ("report.md" if program == "aejax-report" else "explorer.html"))
+                         Path(positional[0]) / ("report.md" if program == "aejax-report" else "explorer.html"))
         return [PROGRAMS[program], *args], check
     extra = []
     resume = _sets(args, "trainer.resume")
@@ -133,12 +135,18 @@ def _verify(command: str, check: dict, out: subprocess.CompletedProcess, cwd: Pa
 
 
 def _workspace(cwd: Path, env: dict) -> None:
-    """The files the commands name: acts.npy, mydata.npz and the documented run and sweep directories."""
+    """The files the commands name: acts.npy, acts.npz, mydata.npz and the documented run and sweep directories."""
     rng = np.random.default_rng(0)
     np.save(cwd / "acts.npy", rng.normal(size=(300, 12)).astype(np.float32))
     np.savez(cwd / "mydata.npz", x_train=rng.uniform(size=(200, 8, 8, 1)).astype(np.float32),
              x_test=rng.uniform(size=(60, 8, 8, 1)).astype(np.float32), y_train=rng.integers(0, 3, 200),
              y_test=rng.integers(0, 3, 60))
+    # a model's activations made of 40 known sparse features in 16 dimensions (variants.md's SAE on your own data)
+    features = rng.normal(size=(40, 16))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    codes = rng.exponential(size=(360, 40)) * (rng.uniform(size=(360, 40)) < 0.05)
+    x = (codes @ features).astype(np.float32)
+    np.savez(cwd / "acts.npz", x_train=x[:300], x_test=x[300:], features=features.astype(np.float32))
 
 
 def test_every_documented_command_runs_as_written(tmp_path):

@@ -49,7 +49,7 @@ def dense_layers(model) -> Optional[DenseLayers]:
     not one the page can run exactly (see the module's doc)."""
     from aejax.models.mlp import MLPDecoder, TiedMLPDecoder
 
-    decoder = model.decoder
+    decoder = getattr(model, "decoder", None)  # a sparse dictionary's decoder is a matrix of its own
     if isinstance(decoder, MLPDecoder):
         mlp = decoder.mlp
         if any(n is not None for n in mlp.norms) or not all(_float32(l.dtype) for l in mlp.layers):

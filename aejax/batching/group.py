@@ -76,7 +76,7 @@ def _claim(job: Job, locks: list) -> Optional[_Ready]:
     from aejax.experiment import _check_writable, resume_target
 
     cfg = validate(job.raw)
-    run_dir, resume = resume_target(cfg, job.run_dir)
+    run_dir, resume, cfg = resume_target(cfg, job.run_dir)  # a resumed job keeps its run's own config
     check_logger(cfg.logger)
     _check_writable(run_dir, "trainer.resume" if resume else "hydra.run.dir")
     locks.append(own(run_dir, resume=resume, overwrite=cfg.trainer.overwrite))
