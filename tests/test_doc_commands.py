@@ -34,7 +34,7 @@ NOT_RUN = {
     "hydra/launcher=aejax_slurm": "needs a SLURM cluster",
     "--config-dir myconf": "needs the user's own package (mypkg); test_extending runs the same with real files",
     "--config-dir conf": "docs/extending.md's own files; test_extending writes them and runs these commands",
-    "dataset=fashion_mnist encoder=conv decoder=conv": "one epoch of the conv networks on Fashion-MNIST takes ~43 s on "
+    "dataset=fashion_mnist encoder=conv decoder=conv": "one epoch of the conv networks on Fashion-MNIST takes ~20 s on "
                                                        "a 2-core CPU; test_conv checks the networks, test_mnist_family the data",
 }
 SET_UP = {  # the run and sweep directories the docs name, made before the commands that read them
