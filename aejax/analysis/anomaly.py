@@ -16,21 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from aejax.analysis import metrics
+from aejax.analysis import metrics, pca
 
 # Training examples the baselines are fitted on at most (PCA's components, the forest's trees).
 BASELINE_EXAMPLES = 20000
-
-
-def pca_errors(x_train: np.ndarray, x_test: np.ndarray, k: int) -> np.ndarray:
-    """Per-example mean squared error of reconstructing ``x_test`` from its projection on the top
-    ``k`` principal directions of ``x_train`` (the right singular vectors of the centered data), float64."""
-    train = np.asarray(x_train, np.float64).reshape(len(x_train), -1)
-    test = np.asarray(x_test, np.float64).reshape(len(x_test), -1)
-    mean = train.mean(axis=0)
-    basis = np.linalg.svd(train - mean, full_matrices=False)[2][:k]  # [k, features]
-    offset = test - mean
-    return np.mean((offset - offset @ basis.T @ basis) ** 2, axis=1)
 
 
 def isolation_forest_scores(x_train: np.ndarray, x_test: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -48,8 +37,8 @@ def anomaly_metrics(normal: np.ndarray, train_errors: np.ndarray, test_errors: n
     (normal classes only) the baselines are fitted on (the first ``BASELINE_EXAMPLES``)."""
     fit = x_train[:BASELINE_EXAMPLES]
     out = {"anomaly/auroc": metrics.auroc(test_errors[normal], test_errors[~normal])}
-    pca = pca_errors(fit, x_test, k)
-    out["anomaly/pca_auroc"] = metrics.auroc(pca[normal], pca[~normal])
+    pca_scores = pca.errors(pca.fit(fit, k), x_test)
+    out["anomaly/pca_auroc"] = metrics.auroc(pca_scores[normal], pca_scores[~normal])
     forest = isolation_forest_scores(fit, x_test)
     out["anomaly/iforest_auroc"] = metrics.auroc(forest[normal], forest[~normal])
     threshold, rate = metrics.detection_rate(train_errors, test_errors[~normal], percentile)

@@ -54,11 +54,16 @@ def fit(x_train: np.ndarray, k: int) -> Basis:
     return Basis(mean, components)
 
 
+def errors(basis: Basis, x: np.ndarray) -> np.ndarray:
+    """Per-example mean squared error of ``x`` reconstructed from its projection on ``basis``, float64."""
+    centered = np.asarray(x, np.float64).reshape(len(x), -1) - basis.mean
+    residual = centered - (centered @ basis.components.T) @ basis.components
+    return np.mean(residual**2, axis=1)
+
+
 def test_mse(basis: Basis, x_test: np.ndarray) -> float:
     """Mean squared error, per value and example, of ``x_test`` reconstructed from its projection on ``basis``."""
-    centered = np.asarray(x_test, np.float64).reshape(len(x_test), -1) - basis.mean
-    residual = centered - (centered @ basis.components.T) @ basis.components
-    return float(np.mean(residual**2))
+    return float(np.mean(errors(basis, x_test)))
 
 
 def key(x: np.ndarray, k: int, split: str, cache_dir: Path) -> str:
