@@ -15,8 +15,11 @@ from omegaconf import OmegaConf
 from aejax.errors import ConfigError
 from aejax.experiment import run
 from aejax.models.conv import ConvDecoderConfig, ConvEncoderConfig, conv_decoder, conv_encoder
-from aejax.models.fastconv import MatmulConv, MatmulConvTranspose, use_matmul
+from aejax.assemble import build_model, build_objective
+from aejax.models.contract import forward_mode
+from aejax.models.fastconv import MatmulConv, MatmulConvTranspose, conv_s2d, conv_transpose_scatter, use_matmul
 from aejax.training.parts import convolves
+from aejax.variants.terms import jacobian_sq_norm_estimate
 
 SHAPES = [(14, 14, 32, 64), (7, 7, 64, 32), (9, 6, 1, 1), (7, 5, 3, 4), (1, 1, 2, 3)]  # the AE's, odd, tiny
 
@@ -46,6 +49,65 @@ def test_values_and_gradients_equal_flax(fast, reference, h, w, c_in, c_out):
     for name in ("kernel", "bias"):
         np.testing.assert_allclose(gp[name][...], gp_ref[name][...], rtol=1e-5, atol=1e-4)
         assert float(jnp.abs(gp[name][...]).max()) > 1e-3  # a real gradient, not zeros on both sides
+
+
+def _lax_conv(x, k):
+    return jax.lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _lax_deconv(x, k):
+    return jax.lax.conv_transpose(x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("fast, reference", [(conv_s2d, _lax_conv), (conv_transpose_scatter, _lax_deconv)])
+def test_written_out_gradients_equal_autodiff_of_xla_convolutions(fast, reference):
+    """The hand-written backward passes (jax.custom_vjp), compiled, batched with vmap and taken a
+    second time (the gradient of a gradient norm), against JAX's autodiff of lax's convolutions;
+    also the kernel's gradient alone, where the input's is never needed (the first layer)."""
+    x = jax.random.normal(jax.random.key(1), (4, 2, 7, 5, 3))
+    k = jax.random.normal(jax.random.key(2), (4, 4, 3, 6))
+    w = jax.random.normal(jax.random.key(3), jax.eval_shape(reference, x[0], k).shape)
+
+    def both(conv):
+        value = lambda x, k: jnp.sum(jnp.sin(conv(x, k)) * w)  # noqa: E731
+        grads = jax.jit(jax.vmap(jax.grad(value, argnums=(0, 1)), in_axes=(0, None)))(x, k)
+        kernel_only = jax.jit(jax.grad(value, argnums=1))(x[0], k)
+        second = jax.grad(lambda k: sum(jnp.sum(g ** 2) for g in jax.grad(value, argnums=(0, 1))(x[0], k)))(k)
+        return grads, kernel_only, second
+
+    with jax.default_matmul_precision("highest"):
+        got, want = both(fast), both(reference)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert float(jnp.abs(b).max()) > 1e-2
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_forward_mode_terms_go_through_reverse_mode():
+    """The matmul layers have no forward mode (``forward_mode = False``); the contractive term's
+    Jacobian-vector products then go through reverse mode and give what XLA's convolutions give
+    with ``jax.jvp``: same penalty for the estimate (same random projections) and the exact norm."""
+    x = jax.random.uniform(jax.random.key(1), (3, 8, 8, 1))
+    penalties = {}
+    for impl in ("matmul", "xla"):
+        for estimator in ("projection", "exact"):
+            cfg = compose_config("encoder=conv", "decoder=conv", "variant=contractive", f"encoder.impl={impl}",
+                                 f"decoder.impl={impl}", f"variant.terms.contractive.estimator={estimator}",
+                                 "logger.mode=disabled")
+            model = build_model(cfg, (8, 8, 1), "sigmoid", jax.random.key(0))
+            assert forward_mode(model) is (impl == "xla")
+            objective = build_objective(cfg.variant)
+            with jax.default_matmul_precision("highest"):
+                out = objective(model, x, jnp.ones(3), jax.random.key(4), jnp.int32(0))
+                grad = jax.grad(lambda m: objective(m, x, jnp.ones(3), jax.random.key(4), jnp.int32(0))["loss"]
+                                .mean())(model)
+            penalties[impl, estimator] = (out["contractive"], grad.encoder.convs[0].kernel[...])
+    for estimator in ("projection", "exact"):
+        (p, g), (p_ref, g_ref) = penalties["matmul", estimator], penalties["xla", estimator]
+        assert float(jnp.min(p_ref)) > 0
+        np.testing.assert_allclose(p, p_ref, rtol=1e-5)
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-6)
+    with pytest.raises(TypeError, match="forward-mode"):  # what jax.jvp itself says of the layers
+        jacobian_sq_norm_estimate(lambda x: conv_s2d(x, jnp.ones((4, 4, 1, 2))), x, jax.random.key(0), 1)
 
 
 def test_other_layer_settings_are_refused():

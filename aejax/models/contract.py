@@ -51,3 +51,10 @@ def activation(name: str, key: str) -> Callable[[jax.Array], jax.Array]:
         return ACTIVATIONS[name]
     except KeyError:
         raise ConfigError(key, f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}") from None
+
+
+def forward_mode(model: nnx.Module) -> bool:
+    """Whether forward-mode autodiff (``jax.jvp``) goes through a network: not when a layer in it
+    says ``forward_mode = False`` (the CPU matmul convolutions, whose gradients are written out
+    for reverse mode only). Terms that need Jacobian-vector products ask this of the built model."""
+    return not any(getattr(node, "forward_mode", True) is False for _, node in nnx.iter_graph(model))

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from aejax.errors import ConfigError
 from aejax.models import Autoencoder
+from aejax.models.contract import forward_mode
 from aejax.registry import Registry
 
 
@@ -84,22 +85,34 @@ class ContractiveConfig:
     exact_max: int = 16
 
 
-def jacobian_sq_norm(encode: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
-    """Exact ||d encode / dx||_F^2 per example, with the cheaper of reverse or forward mode."""
+def jacobian_sq_norm(encode: Callable[[jax.Array], jax.Array], x: jax.Array, forward: bool = True) -> jax.Array:
+    """Exact ||d encode / dx||_F^2 per example, with the cheaper of reverse or forward mode
+    (reverse only when ``forward`` is False: the encoder has no forward mode)."""
     single = lambda xi: encode(xi[None])[0]  # noqa: E731
     k = jax.eval_shape(single, x[0]).shape[0]
-    jac = jax.vmap(jax.jacrev(single) if k <= math.prod(x.shape[1:]) else jax.jacfwd(single))(x)
+    jac = jax.vmap(jax.jacrev(single) if k <= math.prod(x.shape[1:]) or not forward else jax.jacfwd(single))(x)
     return jnp.sum(jnp.square(jac).reshape(x.shape[0], -1), axis=1)
 
 
+def _jvp_by_reverse_mode(fn: Callable[[jax.Array], jax.Array], x: jax.Array, v: jax.Array) -> jax.Array:
+    """``J v`` of ``fn`` at ``x`` without forward mode: the pullback ``u -> J^T u`` is linear, and
+    ``J v`` is its transpose applied to ``v`` (its own reverse-mode derivative)."""
+    y, pullback = jax.vjp(fn, x)
+    return jax.vjp(lambda u: pullback(u)[0], jnp.zeros_like(y))[1](v)[0]
+
+
 def jacobian_sq_norm_estimate(encode: Callable[[jax.Array], jax.Array], x: jax.Array, rng: jax.Array,
-                              projections: int) -> jax.Array:
-    """Unbiased estimate E_v ||J v||^2 = ||J||_F^2 with v ~ N(0, I), one jvp per projection.
+                              projections: int, forward: bool = True) -> jax.Array:
+    """Unbiased estimate E_v ||J v||^2 = ||J||_F^2 with v ~ N(0, I), one jvp per projection
+    (``J v`` through reverse mode when ``forward`` is False: the encoder has no forward mode).
 
     Examples are independent in the encoder, so one jvp of the batched encoder gives J_i v_i for all i.
     """
     tangents = jax.random.normal(rng, (projections, *x.shape), x.dtype)
-    jv = jax.vmap(lambda v: jax.jvp(encode, (x,), (v,))[1])(tangents)  # [P, B, k]
+    if forward:
+        jv = jax.vmap(lambda v: jax.jvp(encode, (x,), (v,))[1])(tangents)  # [P, B, k]
+    else:
+        jv = jax.vmap(lambda v: _jvp_by_reverse_mode(encode, x, v))(tangents)
     return jnp.mean(jnp.sum(jnp.square(jv), axis=-1), axis=0)
 
 
@@ -109,9 +122,10 @@ def contractive(f: Forward, cfg: DictConfig, rng: jax.Array, training: bool) -> 
         return f.model.code_params(f.model.features(x))[0]
 
     k, d = f.mean.shape[-1], math.prod(f.x_in.shape[1:])
+    forward = forward_mode(f.model)
     if cfg.estimator == "exact" or (cfg.estimator == "auto" and min(k, d) <= cfg.exact_max):
-        return jacobian_sq_norm(encode, f.x_in)
-    return jacobian_sq_norm_estimate(encode, f.x_in, rng, cfg.projections)
+        return jacobian_sq_norm(encode, f.x_in, forward)
+    return jacobian_sq_norm_estimate(encode, f.x_in, rng, cfg.projections, forward)
 
 
 @dataclass
