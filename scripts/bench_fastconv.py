@@ -3,18 +3,24 @@
 The default conv AE (28x28x1, 4x4 stride-2 convs 1->32->64, code 2, mirrored, MSE on the sigmoid
 output, Adam 1e-3, batch 128) written as a plain function of a parameter dict, so that the layer
 functions can be swapped; each variant runs ``--steps`` training steps inside one ``lax.scan``,
-rounds interleaved across variants in this process, and the median per step is printed beside
-the first variant's. ``--layers`` also times each layer alone (forward and backward).
+rounds interleaved across variants in this process; the median and the fastest round per step are
+printed with their ratio to the first variant's. ``--layers`` also times each layer alone
+(forward and backward). Variants: ``vjp`` (aejax's layers), ``autodiff`` (their forward pass with
+JAX's autodiff instead of the written-out gradients), ``vjp-plaingram`` (kernel gradients as
+``patches^T @ dy``, XLA's generic dot), ``lax`` (XLA's convolutions; very slow in a scan on CPU),
+``baseline`` (another checkout's layers, ``--baseline``).
 
-    python scripts/bench_fastconv.py                     # the layer forms of aejax.models.fastconv
-    python scripts/bench_fastconv.py --variants s2d,vjp --rounds 9
+    python scripts/bench_fastconv.py                     # written-out gradients against autodiff
+    python scripts/bench_fastconv.py --baseline ../main --variants baseline,vjp --rounds 30 --steps 5
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import statistics
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -46,8 +52,16 @@ VARIANTS = {
 }
 
 
-def _variants() -> dict:
-    out = {}
+def _baseline(path: str) -> tuple:
+    """The conv and transposed conv of another checkout's ``aejax/models/fastconv.py`` (``--baseline``)."""
+    spec = importlib.util.spec_from_file_location("baseline_fastconv", Path(path) / "aejax/models/fastconv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.conv_s2d, module.conv_transpose_scatter, {}
+
+
+def _variants(baseline: str | None = None) -> dict:
+    out = {"baseline": _baseline(baseline)} if baseline else {}
     for name, (conv, deconv, patch) in VARIANTS.items():
         conv, deconv = (getattr(fc, f, None) if isinstance(f, str) else f for f in (conv, deconv))
         if conv is not None and deconv is not None:
@@ -123,12 +137,13 @@ def layer_fns(conv, deconv):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default="s2d,vjp", help=f"of {', '.join(_variants())}")
+    parser.add_argument("--variants", default="autodiff,vjp", help=f"of {', '.join(_variants())}")
     parser.add_argument("--steps", type=int, default=20, help="training steps per scan")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--layers", action="store_true", help="also each layer alone")
+    parser.add_argument("--baseline", help="another checkout (e.g. ../main): its layers as the variant 'baseline'")
     args = parser.parse_args()
-    all_variants = _variants()
+    all_variants = _variants(args.baseline)
     names = args.variants.split(",")
     xs = jax.random.uniform(jax.random.key(3), (args.steps, 128, 28, 28, 1))
     p0 = init(jax.random.key(0))
