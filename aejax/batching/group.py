@@ -145,7 +145,8 @@ def programs(ready: list[_Ready], data_bytes: int, example_values: int, max_mode
                         data_bytes / 2**20, len(part))
             out += [[r] for r in part]
             continue
-        per_model = max(model_bytes(r, example_values) for r in part)
+        # the largest code needs the most (the others are padded to it): one model's shapes traced, not n
+        per_model = model_bytes(max(part, key=lambda r: r.cfg.model.latent_dim), example_values)
         sizes = split(len(part), per_model, budget, max_models)
         if len(sizes) > 1:
             log.warning("a group of %d jobs is cut into %d programs of %s models (about %.1f MiB per model, "

@@ -94,6 +94,8 @@ class Members:
             lambda i=self.latent_dims.index(k): self.models[i](jax.random.key(0)))) for k in shapes})
         template = nnx.eval_shape(lambda: self.template(jax.random.key(0)))
         object.__setattr__(self, "_template", (nnx.graphdef(template), nnx.state(template, nnx.Param)))
+        object.__setattr__(self, "_own", {})  # compiled slicers, per code size
+        object.__setattr__(self, "_narrow", {})
 
     def graphdef(self, i: int) -> nnx.GraphDef:
         """Model ``i``'s own structure (its code size)."""
@@ -123,12 +125,20 @@ class Members:
         return graphdef, start(stacked, values, rng)
 
     def own(self, state: TrainState, i: int) -> TrainState:
-        """Model ``i`` of the stacked ``state`` as its separate run holds it."""
-        shapes = self._shapes[self.latent_dims[i]]
-        one = jax.tree.map(lambda a: a[i], state)
-        return one.replace(params=jax.tree.map(lambda a, t: _cut(a, t.shape), one.params, shapes.params),
-                           opt_state=jax.tree.map(lambda a, t: _cut(a, t.shape), one.opt_state.inner,
-                                                  shapes.opt_state))
+        """Model ``i`` of the stacked ``state`` as its separate run holds it (one compiled program per
+        code size, the model's index traced: no eager slice per leaf)."""
+        k = self.latent_dims[i]
+        if k not in self._own:
+            shapes = self._shapes[k]
+
+            def pick(state, i):
+                one = jax.tree.map(lambda a: a[i], state)
+                return one.replace(params=jax.tree.map(lambda a, t: _cut(a, t.shape), one.params, shapes.params),
+                                   opt_state=jax.tree.map(lambda a, t: _cut(a, t.shape), one.opt_state.inner,
+                                                          shapes.opt_state))
+
+            self._own[k] = jax.jit(pick)
+        return self._own[k](state, jnp.int32(i))
 
     def widen(self, own: TrainState, i: int) -> TrainState:
         """The inverse of ``own``: model ``i``'s state padded to the template, its values added."""
@@ -147,10 +157,14 @@ class Members:
         return GroupSnapshots(self, recorders, params, recon)
 
     def narrow_params(self, params, idx: list[int]):
-        """The parameters of models ``idx`` (all of one code size), cut to that size."""
-        shapes = self._shapes[self.latent_dims[idx[0]]].params
-        pick = jnp.array(idx)
-        return jax.tree.map(lambda a, t: _cut(a[pick], (len(idx), *t.shape)), params, shapes)
+        """The parameters of models ``idx`` (all of one code size), cut to that size (one compiled
+        program per code size)."""
+        k = self.latent_dims[idx[0]]
+        if k not in self._narrow:
+            shapes = self._shapes[k].params
+            self._narrow[k] = jax.jit(lambda params, pick: jax.tree.map(
+                lambda a, t: _cut(a[pick], (len(pick), *t.shape)), params, shapes))
+        return self._narrow[k](params, jnp.array(idx))
 
 
 class GroupSnapshots:
