@@ -16,6 +16,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from aejax.batching.objective import objective_keys
 from aejax.registry import TARGET
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ def signature(cfg: DictConfig) -> str:
         for key in OPTIMIZER_VALUES:
             if key in opt and (key != "grad_clip" or opt[key] is not None):
                 opt[key] = "<per model>"
+    for key in objective_keys(cfg):  # term weights and annealing, corruption levels
+        *path, last = key.split(".")
+        node = plain
+        for part in path:
+            node = node[part]
+        node[last] = "<per model>"
     return json.dumps(plain, sort_keys=True, default=str)
 
 

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from aejax.training.state import TrainState
+from aejax.batching.objective import group_eval_fn, group_train_step
+from aejax.training.state import TrainState, variables
 
 
 class Hyper(NamedTuple):
@@ -94,8 +95,7 @@ class Members:
             lambda i=self.latent_dims.index(k): self.models[i](jax.random.key(0)))) for k in shapes})
         template = nnx.eval_shape(lambda: self.template(jax.random.key(0)))
         object.__setattr__(self, "_template", (nnx.graphdef(template), nnx.state(template, nnx.Param)))
-        object.__setattr__(self, "_own", {})  # compiled slicers, per code size
-        object.__setattr__(self, "_narrow", {})
+        object.__setattr__(self, "_owned", {})  # the compiled cut of every model's own state, its last result
 
     def graphdef(self, i: int) -> nnx.GraphDef:
         """Model ``i``'s own structure (its code size)."""
@@ -125,20 +125,21 @@ class Members:
         return graphdef, start(stacked, values, rng)
 
     def own(self, state: TrainState, i: int) -> TrainState:
-        """Model ``i`` of the stacked ``state`` as its separate run holds it (one compiled program per
-        code size, the model's index traced: no eager slice per leaf)."""
-        k = self.latent_dims[i]
-        if k not in self._own:
-            shapes = self._shapes[k]
+        """Model ``i`` of the stacked ``state`` as its separate run holds it. Every model's is cut at
+        once by one compiled program, kept for the next call with the same ``state`` (a checkpoint
+        saves each model's in turn; the results read each model's twice)."""
+        if self._owned.get("state") is not state:
+            if "fn" not in self._owned:
+                self._owned["fn"] = jax.jit(lambda state: [self._cut_own(state, i) for i in range(len(self.seeds))])
+            self._owned.update(state=state, out=self._owned["fn"](state))
+        return self._owned["out"][i]
 
-            def pick(state, i):
-                one = jax.tree.map(lambda a: a[i], state)
-                return one.replace(params=jax.tree.map(lambda a, t: _cut(a, t.shape), one.params, shapes.params),
-                                   opt_state=jax.tree.map(lambda a, t: _cut(a, t.shape), one.opt_state.inner,
-                                                          shapes.opt_state))
-
-            self._own[k] = jax.jit(pick)
-        return self._own[k](state, jnp.int32(i))
+    def _cut_own(self, state: TrainState, i: int) -> TrainState:
+        shapes = self._shapes[self.latent_dims[i]]
+        one = jax.tree.map(lambda a: a[i], state)
+        return one.replace(params=jax.tree.map(lambda a, t: _cut(a, t.shape), one.params, shapes.params),
+                           opt_state=jax.tree.map(lambda a, t: _cut(a, t.shape), one.opt_state.inner,
+                                                  shapes.opt_state))
 
     def widen(self, own: TrainState, i: int) -> TrainState:
         """The inverse of ``own``: model ``i``'s state padded to the template, its values added."""
@@ -153,18 +154,27 @@ class Members:
         """The group's state from each model's own (restored from its checkpoints)."""
         return jax.tree.map(lambda *a: jnp.stack(a), *(self.widen(s, i) for i, s in enumerate(states)))
 
+    def train_step(self, graphdef: nnx.GraphDef, objective, tx: optax.GradientTransformation):
+        """The train step of one model under ``vmap``, with its own objective values."""
+        return group_train_step(graphdef, objective, tx)
+
+    def eval_fn(self, graphdef: nnx.GraphDef, objective):
+        """The validation program of the group, each model with its own objective values."""
+        return group_eval_fn(graphdef, objective)
+
+    @staticmethod
+    def eval_inputs(state: TrainState):
+        """What ``eval_fn`` takes of the stacked state: the models' variables and values."""
+        return variables(state), state.opt_state.values
+
     def snapshots(self, recorders: list, params, recon: str):
         return GroupSnapshots(self, recorders, params, recon)
 
     def narrow_params(self, params, idx: list[int]):
-        """The parameters of models ``idx`` (all of one code size), cut to that size (one compiled
-        program per code size)."""
-        k = self.latent_dims[idx[0]]
-        if k not in self._narrow:
-            shapes = self._shapes[k].params
-            self._narrow[k] = jax.jit(lambda params, pick: jax.tree.map(
-                lambda a, t: _cut(a[pick], (len(pick), *t.shape)), params, shapes))
-        return self._narrow[k](params, jnp.array(idx))
+        """The parameters of models ``idx`` (all of one code size), cut to that size."""
+        shapes = self._shapes[self.latent_dims[idx[0]]].params
+        pick = jnp.array(idx)
+        return jax.tree.map(lambda a, t: _cut(a[pick], (len(idx), *t.shape)), params, shapes)
 
 
 class GroupSnapshots:
@@ -174,14 +184,14 @@ class GroupSnapshots:
     def __init__(self, members: Members, recorders: list, params, recon: str):
         from aejax.training.snapshots import Snapshots
 
-        self.members, self.parts = members, []
-        for k in dict.fromkeys(members.latent_dims):
-            idx = [i for i, d in enumerate(members.latent_dims) if d == k]
-            self.parts.append((idx, Snapshots([recorders[i] for i in idx], members.graphdef(idx[0]),
-                                              members.narrow_params(params, idx), recon, batched=True)))
+        sizes = [[i for i, d in enumerate(members.latent_dims) if d == k] for k in dict.fromkeys(members.latent_dims)]
+        # every code size's parameters cut by one compiled program (not one per size, nor eager slices)
+        self._narrow = jax.jit(lambda params: [members.narrow_params(params, idx) for idx in sizes])
+        self.parts = [(idx, Snapshots([recorders[i] for i in idx], members.graphdef(idx[0]), narrow, recon, batched=True))
+                      for idx, narrow in zip(sizes, self._narrow(params))]
 
     def take(self, params, step: int, epoch: float, last: bool = False, runs=None) -> None:
-        for idx, snapshots in self.parts:
+        for (idx, snapshots), narrow in zip(self.parts, self._narrow(params)):
             chosen = None if runs is None else [j for j, i in enumerate(idx) if i in runs]
             if chosen is None or chosen:
-                snapshots.take(self.members.narrow_params(params, idx), step, epoch, last, chosen)
+                snapshots.take(narrow, step, epoch, last, chosen)
