@@ -3,7 +3,7 @@
 Two jobs share a program when their validated configs are equal but for what a group can vary per
 model: ``seed``, ``model.latent_dim`` (codes padded to the group's largest; only where padding is
 exact, see ``PAD_TERMS``), the scalar optimizer values in ``OPTIMIZER_VALUES`` (a built-in
-optimizer), and what each job keeps for itself anyway (its logger, its resume and overwrite
+optimizer), the objective's values (``aejax.batching.objective.objective_keys``), and what each job keeps for itself anyway (its logger, its resume and overwrite
 settings, its progress bar). A job that fits no group, or cannot be batched at all (``alone``),
 runs by itself as the basic launcher runs it.
 """
