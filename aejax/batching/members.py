@@ -103,26 +103,27 @@ class Members:
 
     def init(self, init_key: jax.Array, rng: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
         """The group's state from keys ``[n]``: each model's parameters made at its own size from its
-        own key (those of one size in one vmapped program), padded to the template and stacked."""
+        own key (those of one size vmapped), padded to the template and stacked, with its optimizer
+        state and values: all of it one compiled program."""
         graphdef, template = self._template
-        params = [None] * len(self.seeds)
-        for k in self._shapes:
-            idx = [i for i, d in enumerate(self.latent_dims) if d == k]
-            make = self.models[idx[0]]
-            made = jax.jit(jax.vmap(lambda key: nnx.state(make(key), nnx.Param)))(init_key[jnp.array(idx)])
-            made = jax.tree.map(lambda a, t: _pad(a, t.shape), made, template)
-            for j, i in enumerate(idx):
-                params[i] = jax.tree.map(lambda a: a[j], made)
-        stacked = jax.tree.map(lambda *a: jnp.stack(a), *params)
-        values = {key: jnp.asarray([v[key] for v in self.values], jnp.float32) for key in self.values[0]}
+        sizes = [[i for i, d in enumerate(self.latent_dims) if d == k] for k in self._shapes]
 
         @jax.jit
-        @jax.vmap
-        def start(params, values, rng):
-            return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                              opt_state=self.tx.init(params)._replace(values=values), rng=rng)
+        def start(init_key, values, rng):
+            params = [None] * len(self.seeds)
+            for idx in sizes:
+                make = self.models[idx[0]]
+                made = jax.vmap(lambda key: nnx.state(make(key), nnx.Param))(init_key[jnp.array(idx)])
+                made = jax.tree.map(lambda a, t: _pad(a, t.shape), made, template)
+                for j, i in enumerate(idx):
+                    params[i] = jax.tree.map(lambda a: a[j], made)
+            stacked = jax.tree.map(lambda *a: jnp.stack(a), *params)
+            return jax.vmap(lambda params, values, rng: TrainState(
+                step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params)._replace(values=values),
+                rng=rng))(stacked, values, rng)
 
-        return graphdef, start(stacked, values, rng)
+        values = {key: jnp.asarray([v[key] for v in self.values], jnp.float32) for key in self.values[0]}
+        return graphdef, start(init_key, values, rng)
 
     def own(self, state: TrainState, i: int) -> TrainState:
         """Model ``i`` of the stacked ``state`` as its separate run holds it. Every model's is cut at
