@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aejax import distributed
 from aejax.analysis.code_figures import write_code_figure
-from aejax.analysis.evaluate import evaluate, normal_classes_only
+from aejax.analysis.evaluate import evaluate, needed_splits, normal_classes_only
 from aejax.assemble import Assembled, assemble, load_data
 from aejax.config import validate
 from aejax.data import Dataset
@@ -155,6 +155,7 @@ def train_runs(built: Assembled, data: Dataset, runs: list[tuple[DictConfig, Pat
                                           concurrent=len(runs) > 1) if writer else Trackers([]))
         results = fit_seeds(built.parts, data, trackers, [d for _, d in runs], resume=resume)
         pca: dict[int, float] = {}  # the PCA baseline of each code size, the same for every model
+        codes = _group_codes(built, data, results) if built.eval.enabled and writer else {}
         for i, ((run_cfg, dir_), tracker, result) in enumerate(zip(runs, trackers, results)):
             if result.status == "diverged":
                 tracker.summary({**result.summary, "run_dir": str(dir_)})
@@ -169,7 +170,8 @@ def train_runs(built: Assembled, data: Dataset, runs: list[tuple[DictConfig, Pat
                 result.summary.update(evaluate(built.eval, data, result.graphdef, first_replica(variables(result.state)),
                                                key, pca_mse=pca.get(run_cfg.model.latent_dim),
                                                recon=getattr(built.parts.objective, "recon", "mse"),
-                                               batch_size=built.parts.trainer.eval_batch_size, report=line))
+                                               batch_size=built.parts.trainer.eval_batch_size, report=line,
+                                               codes=codes.get(i)))
                 result.summary["eval_time_s"] = round(time.perf_counter() - start, 3)
                 line.close(result.summary["eval_time_s"])
                 pca[run_cfg.model.latent_dim] = result.summary["test/pca_mse"]  # the same baseline for every seed
@@ -203,6 +205,16 @@ def train_runs(built: Assembled, data: Dataset, runs: list[tuple[DictConfig, Pat
         print(batch.describe(), flush=True)
     return [Result({**r.summary, "status": st, "run_dir": str(d)}, d, r.model if st == "finished" else None, st)
             for r, (_, d), st in zip(results, runs, statuses)]
+
+
+def _group_codes(built: Assembled, data: Dataset, results: list) -> dict[int, list[dict]]:
+    """A batched group's evaluation codes, each code size's models in one program (``Members.codes``);
+    empty for one run or a seed batch (``evaluate`` computes its own)."""
+    members = built.parts.members
+    if members is None or not isinstance(data.x_train, np.ndarray):
+        return {}
+    params = {i: variables(r.state) for i, r in enumerate(results) if r.status != "diverged"}
+    return members.codes(params, needed_splits(built.eval, data, data.x_train), built.parts.trainer.eval_batch_size)
 
 
 @jax.jit

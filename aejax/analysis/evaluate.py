@@ -109,19 +109,32 @@ def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.
 
 
 def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray],
-                 batch: int) -> list[dict[str, np.ndarray]]:
+                 batch: int, models: int = 0) -> list[dict[str, np.ndarray]]:
     """Codes (posterior means), log-variances and reconstruction errors of each array of
-    ``splits``: one compiled program over chunks of ``batch`` of them all, in one call."""
+    ``splits``: one compiled program over chunks of ``batch`` of them all, in one call. ``models``:
+    ``params`` of that many models stacked (one vmapped program), the splits of each model in turn."""
     sizes = [len(x) for x in splits]
     n = sum(sizes)
     batch = max(1, min(batch, n))
     padded = np.zeros((-(-n // batch) * batch, *splits[0].shape[1:]), np.float32)  # one copy: splits and padding
     np.concatenate(splits, out=padded[:n], casting="same_kind")
     chunks = padded.reshape(-1, batch, *padded.shape[1:])
-    out = jax.device_get(jax.jit(partial(_per_example_chunks, graphdef))(params, chunks))
-    flat = {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
+    fn = partial(_per_example_chunks, graphdef)
+    out = jax.device_get(jax.jit(jax.vmap(fn, in_axes=(0, None)) if models else fn)(params, chunks))
     bounds = np.cumsum([0, *sizes])
-    return [{k: v[a:b] for k, v in flat.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+    cut = []
+    for one in ([{k: v[m] for k, v in out.items()} for m in range(models)] if models else [out]):
+        flat = {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in one.items()}
+        cut += [{k: v[a:b] for k, v in flat.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+    return cut
+
+
+def needed_splits(settings: EvalConfig, data: Dataset, x_train: np.ndarray) -> list[np.ndarray]:
+    """The splits whose codes ``evaluate`` needs: the test split, and the probes' training examples
+    (the first ``probe_examples`` of ``x_train``) for the probes or the anomaly threshold."""
+    e = settings
+    probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
+    return [data.x_test, x_train[: e.probe_examples]] if probe or e.anomaly is not None else [data.x_test]
 
 
 def _bounds_chunks(model: nnx.Module, x: jax.Array, mean: jax.Array, logvar: jax.Array,
@@ -167,13 +180,15 @@ class _Parts:
 
 def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params: nnx.State, key: jax.Array, *,
              recon: str, batch_size: int, pca_mse: float | None = None,
-             report: Optional[Report] = None) -> dict[str, float]:
+             report: Optional[Report] = None, codes: Optional[list[dict[str, np.ndarray]]] = None) -> dict[str, float]:
     """The ``test/*`` (and ``anomaly/*``) summary of a trained model (``graphdef`` and ``params``).
 
     ``recon``: the objective's reconstruction loss (``Objective.recon``; a VAE's NLL bounds need a
     Bernoulli decoder, ``bce``); ``batch_size``: examples per compiled chunk; ``pca_mse``: the PCA
     baseline at this bottleneck size when already computed (it depends on the data only);
-    ``report``: told each part's name as it starts and its seconds as it ends. The latent size
+    ``report``: told each part's name as it starts and its seconds as it ends; ``codes``: the
+    per-example outputs of ``needed_splits`` when already computed (a batched group's, all its
+    models' in one program). The latent size
     and whether the model is a VAE come from the model. Without labels the probe and kNN
     accuracies are left out (``settings.anomaly`` needs labels: see ``check_labels_for_anomaly``).
     """
@@ -184,9 +199,7 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
     probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
     with parts.part("codes"):
-        needed = probe or e.anomaly is not None  # the training split's codes
-        test, *rest = _per_example(graphdef, params, [data.x_test, *([x_train[: e.probe_examples]] if needed else [])],
-                                   batch)
+        test, *rest = codes or _per_example(graphdef, params, needed_splits(e, data, x_train), batch)
         train = rest[0] if rest else None
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
     if "bce" in test:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from aejax.assemble import Assembled, assemble, build_optimizer, load_data
 from aejax.batching.grouping import optimizer_values, split
 from aejax.batching.members import Members, own_state_shapes, per_model
+from aejax.batching.objective import Overlay, objective_values
 from aejax.config import validate
 from aejax.rundir import read_summary
 from aejax.runlock import finished_already, own
@@ -44,23 +45,7 @@ class Job:
     value: Optional[float] = None
 
 
-class OptimizerValues:
-    """An optimizer group's config with some scalar values replaced by (traced) arrays."""
-
-    def __init__(self, cfg: DictConfig, values: dict[str, Any]):
-        self._cfg, self._values = cfg, values
-
-    def __getattr__(self, key: str) -> Any:
-        return self._values[key] if key in self._values else getattr(self._cfg, key)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.__getattr__(key)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._cfg
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.__getattr__(key) if key in self else default
+OptimizerValues = Overlay  # an optimizer group's config with some scalar values replaced by (traced) arrays
 
 
 @dataclass
@@ -111,7 +96,7 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
     total = steps_per_epoch(num_train, tparts.trainer.batch_size, tparts.trainer.drop_last) * tparts.trainer.epochs
     # only the values that differ ride per model; the others stay constants of the program, as in each
     # separate run (a traced b1 or eps rounds differently from a constant one, and that adds up)
-    values = [optimizer_values(r.cfg) for r in chunk]
+    values = [{**optimizer_values(r.cfg), **objective_values(r.cfg)} for r in chunk]
     varying = sorted(k for k in values[0] if len({v[k] for v in values}) > 1)
     values = [{k: v[k] for k in varying} for v in values]
     opt_cfg = template.cfg.optimizer
@@ -145,7 +130,8 @@ def programs(ready: list[_Ready], data_bytes: int, example_values: int, max_mode
                         data_bytes / 2**20, len(part))
             out += [[r] for r in part]
             continue
-        per_model = max(model_bytes(r, example_values) for r in part)
+        # the largest code needs the most (the others are padded to it): one model's shapes traced, not n
+        per_model = model_bytes(max(part, key=lambda r: r.cfg.model.latent_dim), example_values)
         sizes = split(len(part), per_model, budget, max_models)
         if len(sizes) > 1:
             log.warning("a group of %d jobs is cut into %d programs of %s models (about %.1f MiB per model, "

@@ -3,7 +3,7 @@
 Two jobs share a program when their validated configs are equal but for what a group can vary per
 model: ``seed``, ``model.latent_dim`` (codes padded to the group's largest; only where padding is
 exact, see ``PAD_TERMS``), the scalar optimizer values in ``OPTIMIZER_VALUES`` (a built-in
-optimizer), and what each job keeps for itself anyway (its logger, its resume and overwrite
+optimizer), the objective's values (``aejax.batching.objective.objective_keys``), and what each job keeps for itself anyway (its logger, its resume and overwrite
 settings, its progress bar). A job that fits no group, or cannot be batched at all (``alone``),
 runs by itself as the basic launcher runs it.
 """
@@ -16,6 +16,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from aejax.batching.objective import objective_keys
 from aejax.registry import TARGET
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ def signature(cfg: DictConfig) -> str:
         for key in OPTIMIZER_VALUES:
             if key in opt and (key != "grad_clip" or opt[key] is not None):
                 opt[key] = "<per model>"
+    for key in objective_keys(cfg):  # term weights and annealing, corruption levels
+        *path, last = key.split(".")
+        node = plain
+        for part in path:
+            node = node[part]
+        node[last] = "<per model>"
     return json.dumps(plain, sort_keys=True, default=str)
 
 

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from aejax.training.state import TrainState
+from aejax.batching.objective import group_eval_fn, group_train_step
+from aejax.training.state import TrainState, variables
 
 
 class Hyper(NamedTuple):
@@ -94,6 +95,7 @@ class Members:
             lambda i=self.latent_dims.index(k): self.models[i](jax.random.key(0)))) for k in shapes})
         template = nnx.eval_shape(lambda: self.template(jax.random.key(0)))
         object.__setattr__(self, "_template", (nnx.graphdef(template), nnx.state(template, nnx.Param)))
+        object.__setattr__(self, "_owned", {})  # the compiled cut of every model's own state, its last result
 
     def graphdef(self, i: int) -> nnx.GraphDef:
         """Model ``i``'s own structure (its code size)."""
@@ -101,29 +103,39 @@ class Members:
 
     def init(self, init_key: jax.Array, rng: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
         """The group's state from keys ``[n]``: each model's parameters made at its own size from its
-        own key (those of one size in one vmapped program), padded to the template and stacked."""
+        own key (those of one size vmapped), padded to the template and stacked, with its optimizer
+        state and values: all of it one compiled program."""
         graphdef, template = self._template
-        params = [None] * len(self.seeds)
-        for k in self._shapes:
-            idx = [i for i, d in enumerate(self.latent_dims) if d == k]
-            make = self.models[idx[0]]
-            made = jax.jit(jax.vmap(lambda key: nnx.state(make(key), nnx.Param)))(init_key[jnp.array(idx)])
-            made = jax.tree.map(lambda a, t: _pad(a, t.shape), made, template)
-            for j, i in enumerate(idx):
-                params[i] = jax.tree.map(lambda a: a[j], made)
-        stacked = jax.tree.map(lambda *a: jnp.stack(a), *params)
-        values = {key: jnp.asarray([v[key] for v in self.values], jnp.float32) for key in self.values[0]}
+        sizes = [[i for i, d in enumerate(self.latent_dims) if d == k] for k in self._shapes]
 
         @jax.jit
-        @jax.vmap
-        def start(params, values, rng):
-            return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                              opt_state=self.tx.init(params)._replace(values=values), rng=rng)
+        def start(init_key, values, rng):
+            params = [None] * len(self.seeds)
+            for idx in sizes:
+                make = self.models[idx[0]]
+                made = jax.vmap(lambda key: nnx.state(make(key), nnx.Param))(init_key[jnp.array(idx)])
+                made = jax.tree.map(lambda a, t: _pad(a, t.shape), made, template)
+                for j, i in enumerate(idx):
+                    params[i] = jax.tree.map(lambda a: a[j], made)
+            stacked = jax.tree.map(lambda *a: jnp.stack(a), *params)
+            return jax.vmap(lambda params, values, rng: TrainState(
+                step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params)._replace(values=values),
+                rng=rng))(stacked, values, rng)
 
-        return graphdef, start(stacked, values, rng)
+        values = {key: jnp.asarray([v[key] for v in self.values], jnp.float32) for key in self.values[0]}
+        return graphdef, start(init_key, values, rng)
 
     def own(self, state: TrainState, i: int) -> TrainState:
-        """Model ``i`` of the stacked ``state`` as its separate run holds it."""
+        """Model ``i`` of the stacked ``state`` as its separate run holds it. Every model's is cut at
+        once by one compiled program, kept for the next call with the same ``state`` (a checkpoint
+        saves each model's in turn; the results read each model's twice)."""
+        if self._owned.get("state") is not state:
+            if "fn" not in self._owned:
+                self._owned["fn"] = jax.jit(lambda state: [self._cut_own(state, i) for i in range(len(self.seeds))])
+            self._owned.update(state=state, out=self._owned["fn"](state))
+        return self._owned["out"][i]
+
+    def _cut_own(self, state: TrainState, i: int) -> TrainState:
         shapes = self._shapes[self.latent_dims[i]]
         one = jax.tree.map(lambda a: a[i], state)
         return one.replace(params=jax.tree.map(lambda a, t: _cut(a, t.shape), one.params, shapes.params),
@@ -143,6 +155,32 @@ class Members:
         """The group's state from each model's own (restored from its checkpoints)."""
         return jax.tree.map(lambda *a: jnp.stack(a), *(self.widen(s, i) for i, s in enumerate(states)))
 
+    def train_step(self, graphdef: nnx.GraphDef, objective, tx: optax.GradientTransformation):
+        """The train step of one model under ``vmap``, with its own objective values."""
+        return group_train_step(graphdef, objective, tx)
+
+    def eval_fn(self, graphdef: nnx.GraphDef, objective):
+        """The validation program of the group, each model with its own objective values."""
+        return group_eval_fn(graphdef, objective)
+
+    @staticmethod
+    def eval_inputs(state: TrainState):
+        """What ``eval_fn`` takes of the stacked state: the models' variables and values."""
+        return variables(state), state.opt_state.values
+
+    def codes(self, params: dict[int, nnx.State], splits: list, batch: int) -> dict[int, list[dict]]:
+        """The end-of-run evaluation's per-example outputs on ``splits`` of the models in ``params``
+        (model index -> its own variables): those of one code size in one vmapped program."""
+        from aejax.analysis.evaluate import _per_example
+
+        out = {}
+        for k in dict.fromkeys(self.latent_dims[i] for i in params):
+            idx = [i for i in params if self.latent_dims[i] == k]
+            stacked = jax.tree.map(lambda *a: jnp.stack(a), *(params[i] for i in idx))
+            each = _per_example(self.graphdef(idx[0]), stacked, splits, batch, models=len(idx))
+            out.update({i: each[j * len(splits):(j + 1) * len(splits)] for j, i in enumerate(idx)})
+        return out
+
     def snapshots(self, recorders: list, params, recon: str):
         return GroupSnapshots(self, recorders, params, recon)
 
@@ -160,14 +198,14 @@ class GroupSnapshots:
     def __init__(self, members: Members, recorders: list, params, recon: str):
         from aejax.training.snapshots import Snapshots
 
-        self.members, self.parts = members, []
-        for k in dict.fromkeys(members.latent_dims):
-            idx = [i for i, d in enumerate(members.latent_dims) if d == k]
-            self.parts.append((idx, Snapshots([recorders[i] for i in idx], members.graphdef(idx[0]),
-                                              members.narrow_params(params, idx), recon, batched=True)))
+        sizes = [[i for i, d in enumerate(members.latent_dims) if d == k] for k in dict.fromkeys(members.latent_dims)]
+        # every code size's parameters cut by one compiled program (not one per size, nor eager slices)
+        self._narrow = jax.jit(lambda params: [members.narrow_params(params, idx) for idx in sizes])
+        self.parts = [(idx, Snapshots([recorders[i] for i in idx], members.graphdef(idx[0]), narrow, recon, batched=True))
+                      for idx, narrow in zip(sizes, self._narrow(params))]
 
     def take(self, params, step: int, epoch: float, last: bool = False, runs=None) -> None:
-        for idx, snapshots in self.parts:
+        for (idx, snapshots), narrow in zip(self.parts, self._narrow(params)):
             chosen = None if runs is None else [j for j, i in enumerate(idx) if i in runs]
             if chosen is None or chosen:
-                snapshots.take(self.members.narrow_params(params, idx), step, epoch, last, chosen)
+                snapshots.take(narrow, step, epoch, last, chosen)

@@ -98,9 +98,8 @@ def pad_to_chunks(x: np.ndarray, chunk: int, multiple: int = 1) -> tuple[np.ndar
     return padded.reshape(num, chunk, *x.shape[1:]), weights.reshape(num, chunk)
 
 
-def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective, batched: bool = False):
-    """``evaluate(params, chunks, weights, key) -> mean of each term`` over a padded split;
-    ``batched``: params and key of a seed batch, the means ``[n]``."""
+def eval_fn(graphdef: nnx.GraphDef, objective: Objective):
+    """``evaluate(params, chunks, weights, key) -> mean of each term`` over a padded split, not compiled."""
 
     def evaluate(params, chunks, weights, key):
         def chunk_sums(batch):
@@ -110,4 +109,10 @@ def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective, batched: bool = F
         sums = jax.lax.map(chunk_sums, (jnp.arange(chunks.shape[0]), chunks, weights))
         return {name: jnp.sum(total) / jnp.sum(weights) for name, total in sums.items()}
 
+    return evaluate
+
+
+def make_eval_fn(graphdef: nnx.GraphDef, objective: Objective, batched: bool = False):
+    """``eval_fn`` compiled; ``batched``: params and key of a seed batch, the means ``[n]``."""
+    evaluate = eval_fn(graphdef, objective)
     return jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, 0)) if batched else evaluate)

@@ -93,14 +93,16 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     parallel = ONE_DEVICE if batched else layout(trainer.parallel)
     state = parallel.place(state)
     test_chunks, test_weights = parallel.test_split(data.x_test, trainer.eval_batch_size)
-    train_step = parallel.step(make_train_step(graphdef, objective, tx, axis_name=parallel.axis_name))
+    train_step = parallel.step(members.train_step(graphdef, objective, tx) if members  # each model's own objective
+                               else make_train_step(graphdef, objective, tx, axis_name=parallel.axis_name))
     if feed == "memory":
         x_train = parallel.hold(load_all(data))  # before the compile clock starts
     start = time.perf_counter()
     run_segment = (memory_runner(x_train, train_step, trainer, state, order_key, parallel, batched) if feed == "memory"
                    else stream_runner(data, train_step, trainer, state, order_key, unroll, parallel))
-    evaluate = make_eval_fn(graphdef, objective, batched).lower(variables(state), test_chunks, test_weights,
-                                                                eval_key).compile()
+    eval_inputs = members.eval_inputs if members else variables
+    evaluate = (members.eval_fn(graphdef, objective) if members else make_eval_fn(graphdef, objective, batched)).lower(
+        eval_inputs(state), test_chunks, test_weights, eval_key).compile()
     snapshots = None
     if run_dirs[0] is not None and parts.snapshot.every > 0 and jax.process_index() == 0:
         for i, run in enumerate(runs):
@@ -132,7 +134,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         log.info("resuming %s from the checkpoint of step %d (epoch %.4g)",
                  ", ".join(str(run.run_dir) for run in runs), step, step / steps)
     else:
-        for run, val in zip(runs, validation(variables(state))):
+        for run, val in zip(runs, validation(eval_inputs(state))):
             run.host["val"], run.host["best"] = val, val["val/loss"]
             run.tracker.log({"step": 0, "epoch": 0, **val})
         if snapshots:
@@ -168,7 +170,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
                 if runs[i].snapshots:
                     runs[i].snapshots.flush()
             metrics = jax.device_get(metrics)
-            vals = validation(variables(state)) if end % steps == 0 and (
+            vals = validation(eval_inputs(state)) if end % steps == 0 and (
                 epoch % trainer.eval_every == 0 or epoch == trainer.epochs) else None
             for i in alive():
                 host_segment(runs[i], pick(metrics, i), vals and vals[i], step, end, steps, total, epoch)

@@ -150,8 +150,8 @@ def kl(f: Forward, cfg: DictConfig, rng: jax.Array, training: bool) -> jax.Array
 
 def weight_at(cfg: DictConfig, step: Optional[jax.Array]) -> jax.Array | float:
     """A term's weight at a training step (annealed if configured); the full weight in evaluation."""
-    anneal = cfg.get("anneal_steps", 0)
-    if step is None or anneal <= 0:
+    anneal = cfg.get("anneal_steps", 0)  # a traced value in a batched group (aejax.batching.objective): > 0
+    if step is None or (not isinstance(anneal, jax.Array) and anneal <= 0):
         return cfg.weight
     return cfg.weight * jnp.minimum(1.0, step / anneal)
 

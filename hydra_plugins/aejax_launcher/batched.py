@@ -80,6 +80,32 @@ def _job_logs(configs: list[DictConfig]) -> list[logging.Handler]:
     return handlers
 
 
+class _Compositions:
+    """The job configs Hydra's sweeper composed to check its batch (``validate_batch_is_legal``), kept
+    for ``launch``, which would compose each again (each once: a job's config is its own object)."""
+
+    def __init__(self, compose):
+        self.compose, self.kept = compose, {}
+
+    def __call__(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        config = self.compose(master_config, sweep_overrides)
+        self.kept[(id(master_config), tuple(sweep_overrides))] = config
+        return config
+
+    def take(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        config = self.kept.pop((id(master_config), tuple(sweep_overrides)), None)
+        return config if config is not None else self.compose(master_config, sweep_overrides)
+
+
+def _keep_compositions(loader) -> _Compositions:
+    """Have ``loader`` (the run's config loader, which the sweeper shares) keep what it composes."""
+    compose = loader.load_sweep_config
+    if not isinstance(compose, _Compositions):
+        compose = _Compositions(compose)
+        loader.load_sweep_config = compose
+    return compose
+
+
 class BatchedLauncher(Launcher):
     def __init__(self, max_models: Optional[int] = None, memory_mb: Optional[float] = None) -> None:
         self.max_models, self.memory_mb = max_models, memory_mb
@@ -89,6 +115,7 @@ class BatchedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        self._composed = _keep_compositions(hydra_context.config_loader)
 
     def _run(self, config: DictConfig, task_function) -> JobReturn:
         ret = run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
@@ -113,7 +140,7 @@ class BatchedLauncher(Launcher):
         for idx, overrides in enumerate(job_overrides):
             idx += initial_job_idx
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            config = self._composed.take(self.config, list(overrides))
             with open_dict(config):
                 config.hydra.job.id = config.hydra.job.num = idx
             configs.append(config)
