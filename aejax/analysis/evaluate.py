@@ -84,10 +84,13 @@ def normal_classes_only(data: Dataset, anomaly: AnomalyConfig) -> Dataset:
                    data.class_names, data.unit_range)
 
 
-def _per_example_chunks(graphdef: nnx.GraphDef, params: nnx.State, chunks: jax.Array) -> dict[str, jax.Array]:
-    def chunk(x):
+def _per_example_chunks(graphdef: nnx.GraphDef, errors: tuple[bool, ...], params: nnx.State,
+                        *splits: jax.Array) -> tuple[dict[str, jax.Array], ...]:
+    def chunk(x, errors):
         model = nnx.merge(graphdef, params)
         mean, logvar = model.code_params(model.features(x))
+        if not errors:  # the codes alone
+            return {"z": mean}
         logits = model.decode_logits(mean)
         out = {"z": mean, "mse": mse(x, logits, model.activate)}
         if model.output == "sigmoid":
@@ -96,7 +99,7 @@ def _per_example_chunks(graphdef: nnx.GraphDef, params: nnx.State, chunks: jax.A
             out["logvar"] = logvar
         return out
 
-    return jax.lax.map(chunk, chunks)
+    return tuple(jax.lax.map(partial(chunk, errors=e), chunks) for chunks, e in zip(splits, errors))
 
 
 def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.ndarray, ...]]:
@@ -108,20 +111,15 @@ def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.
                     if rows > n else a.reshape(-1, batch, *a.shape[1:]) for a in arrays)
 
 
-def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray],
-                 batch: int) -> list[dict[str, np.ndarray]]:
-    """Codes (posterior means), log-variances and reconstruction errors of each array of
-    ``splits``: one compiled program over chunks of ``batch`` of them all, in one call."""
-    sizes = [len(x) for x in splits]
-    n = sum(sizes)
-    batch = max(1, min(batch, n))
-    padded = np.zeros((-(-n // batch) * batch, *splits[0].shape[1:]), np.float32)  # one copy: splits and padding
-    np.concatenate(splits, out=padded[:n], casting="same_kind")
-    chunks = padded.reshape(-1, batch, *padded.shape[1:])
-    out = jax.device_get(jax.jit(partial(_per_example_chunks, graphdef))(params, chunks))
-    flat = {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in out.items()}
-    bounds = np.cumsum([0, *sizes])
-    return [{k: v[a:b] for k, v in flat.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray], batch: int,
+                 errors: Optional[list[bool]] = None) -> list[dict[str, np.ndarray]]:
+    """Codes (posterior means) of each array of ``splits`` and, where ``errors`` says so (all by
+    default), their log-variances and reconstruction errors: one compiled program over chunks of
+    ``batch`` of each, in one call."""
+    errors = tuple(errors) if errors is not None else (True,) * len(splits)
+    sizes, chunks = zip(*(_chunked((np.asarray(x, np.float32),), batch) for x in splits))
+    out = jax.device_get(jax.jit(partial(_per_example_chunks, graphdef, errors))(params, *(c for c, in chunks)))
+    return [{k: v.reshape(-1, *v.shape[2:])[:n] for k, v in split.items()} for split, n in zip(out, sizes)]
 
 
 def _bounds_chunks(model: nnx.Module, x: jax.Array, mean: jax.Array, logvar: jax.Array,
@@ -185,8 +183,9 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
     with parts.part("codes"):
         needed = probe or e.anomaly is not None  # the training split's codes
+        # the training split's errors only for the anomaly threshold; its codes for the probes
         test, *rest = _per_example(graphdef, params, [data.x_test, *([x_train[: e.probe_examples]] if needed else [])],
-                                   batch)
+                                   batch, [True, e.anomaly is not None][: 1 + needed])
         train = rest[0] if rest else None
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
     if "bce" in test:
@@ -195,10 +194,15 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
         out["test/psnr"] = metrics.psnr(out["test/mse"])
 
     with parts.part("pca"):
-        out["test/pca_mse"] = pca_mse if pca_mse is not None else _pca_mse(data, x_train, streamed, model.latent_dim)
+        if pca_mse is None:  # the basis and its test error kept beside the data, when the loader gives a folder
+            split = "train" if not streamed else f"train[:{len(x_train)}]"
+            pca_mse, variance, _ = pca.baseline(x_train, data.x_test, model.latent_dim, data.cache_dir, split)
+        else:
+            variance = pca.variance(data.x_test)
+        out["test/pca_mse"] = pca_mse
         # With as many codes as the data has directions of variance, PCA reconstructs (to float rounding)
         # exactly and a ratio to its error means nothing: none is given (null in summary.json).
-        lossless = out["test/pca_mse"] <= PCA_LOSSLESS * float(np.var(data.x_test, axis=0).mean())
+        lossless = out["test/pca_mse"] <= PCA_LOSSLESS * variance
         out["test/ae_pca_ratio"] = None if lossless else out["test/mse"] / out["test/pca_mse"]
 
     out.update(code_metrics(model, graphdef, params, data.x_test, test["z"], test["mse"], data.ground_truth, batch))
@@ -234,10 +238,4 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
             out.update(anomaly_metrics(normal, errors, test["mse"], x_train, data.x_test, model.latent_dim,
                                        e.anomaly.percentile))
     return out
-
-
-def _pca_mse(data: Dataset, x_train: np.ndarray, streamed: bool, k: int) -> float:
-    """The PCA baseline's test error; its basis from the data's cache when one is kept there."""
-    basis, _ = pca.cached_fit(x_train, k, data.cache_dir, "train" if not streamed else f"train[:{len(x_train)}]")
-    return pca.test_mse(basis, data.x_test)
 

@@ -105,17 +105,20 @@ def linear_probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.n
     return float(np.mean(predicted == np.asarray(y_test)))
 
 
-@partial(jax.jit, static_argnames=("groups",))
-def _nearest_groups(test: jax.Array, train: jax.Array, valid: jax.Array, groups: int) -> jax.Array:
-    """For each chunk of test codes ``[chunks, c, d]``, in float32: the ``groups + 1`` groups of
-    ``GROUP`` training codes (``[G * GROUP, d]``) whose nearest members are closest, nearest
-    first (``[chunks, c, groups + 1]``); no code of another group is nearer than the last's."""
+@partial(jax.jit, static_argnames=("picks",))
+def _nearest(test: jax.Array, train: jax.Array, valid: jax.Array, picks: int) -> jax.Array:
+    """For each chunk of test codes ``[chunks, c, d]``, in float32: the ``picks`` training codes
+    (``[G * GROUP, d]``) nearest to each, nearest first (``[chunks, c, picks]``), found among the
+    members of the ``picks`` groups of ``GROUP`` codes whose nearest members are closest."""
     sq = jnp.where(valid, jnp.sum(train**2, axis=1), jnp.finfo(jnp.float32).max)  # padding: never near
 
     def chunk(block):
-        d2 = (block @ train.T) * -2.0 + sq + jnp.sum(block**2, axis=1, keepdims=True)
+        d2 = ((block @ train.T) * -2.0 + sq + jnp.sum(block**2, axis=1, keepdims=True)).reshape(len(block), -1, GROUP)
         # only the indices: XLA:CPU's top_k is 6x slower when its values are used too
-        return jax.lax.top_k(-jnp.min(d2.reshape(len(block), -1, GROUP), axis=2), groups + 1)[1]
+        groups = jax.lax.top_k(-jnp.min(d2, axis=2), picks)[1]  # [c, picks]
+        members = jnp.take_along_axis(d2, groups[:, :, None], axis=1).reshape(len(block), -1)  # [c, picks * GROUP]
+        best = jax.lax.top_k(-members, picks)[1]
+        return jnp.take_along_axis(groups, best // GROUP, axis=1) * GROUP + best % GROUP
 
     return jax.lax.map(chunk, test)
 
@@ -149,8 +152,8 @@ def knn_neighbours(z_train: np.ndarray, z_test: np.ndarray, k: int = 5, chunk_si
     if not 1 <= k <= n:
         raise ValueError(f"k={k} neighbours among {n} training codes")
     num_groups = -(-n // GROUP)
-    picks = k + 4  # groups ranked exactly: the next group's nearest member is beyond the (k + 4)-th code
-    if num_groups <= picks + 1:  # few training codes: rank them all
+    picks = k + 5  # the k + 4 nearest in float32 are ranked exactly; the next one bounds all others
+    if num_groups <= picks:  # few training codes: rank them all
         return _rank(test, train, np.broadcast_to(np.arange(n), (len(test), n)), k)[0]
     centre = train.mean(axis=0)
     padded = np.zeros((num_groups * GROUP, train.shape[1]), np.float32)
@@ -158,19 +161,20 @@ def knn_neighbours(z_train: np.ndarray, z_test: np.ndarray, k: int = 5, chunk_si
     rows = -(-len(test) // chunk_size) * chunk_size
     queries = np.zeros((rows, train.shape[1]), np.float32)
     queries[:len(test)] = test - centre
-    index = jax.device_get(_nearest_groups(queries.reshape(-1, chunk_size, train.shape[1]), padded,
-                                           np.arange(len(padded)) < n, picks)).reshape(rows, picks + 1)[:len(test)]
-    members = index[:, :, None] * GROUP + np.arange(GROUP)  # [rows, picks + 1, GROUP]
-    nearest, kth = _rank(test, train, np.sort(members[:, :picks].reshape(len(test), -1), axis=1), k)
-    last = members[:, picks]
-    beyond = np.sum((train[np.minimum(last, n - 1)] - test[:, None, :]) ** 2, axis=2)
-    beyond = np.where(last < n, beyond, np.inf).min(axis=1)  # the next group's nearest member, exactly
+    index = jax.device_get(_nearest(queries.reshape(-1, chunk_size, train.shape[1]), padded,
+                                    np.arange(len(padded)) < n, picks)).reshape(rows, picks)[:len(test)]
+    nearest, kth = _rank(test, train, np.sort(index[:, :-1], axis=1), k)
+    last = index[:, -1]  # the (k + 5)-th nearest in float32
+    beyond = np.where(last < n, np.sum((train[np.minimum(last, n - 1)] - test) ** 2, axis=1), np.inf)
     # float32's error in a distance: rounding the centred codes (2 eps), then |q|^2, |t|^2 and q.t
     # (d eps each at most) and their sum (2 eps), each up to e = (2d + 12) eps times |q|^2 + |t|^2,
     # where |t|^2 <= 2 |q|^2 + 2 true: so true (1 - 2e) - 3e |q|^2 <= computed <= true (1 + 2e) + 3e |q|^2.
-    # No code of another group is nearer than the next group's nearest member in float32, so every
-    # such code is at least at (beyond (1 - 2e) - 6e |q|^2) / (1 + 2e), which must exceed the k-th.
-    e = (2 * train.shape[1] + 12) * _EPS32
+    # No other code is nearer than the last pick in float32 (each of the picks groups holds one at
+    # most as near as the nearest member of any group not picked), so every such code is at least at
+    # (beyond (1 - 2e) - 6e |q|^2) / (1 + 2e), which must exceed the k-th. Four more eps in e allow
+    # for the two top_k's comparing values XLA may compute apart (each within a rounding of d2,
+    # eps (|q|^2 + |t|^2), of the other's).
+    e = (2 * train.shape[1] + 16) * _EPS32
     q2 = np.sum(queries[:len(test)].astype(np.float64) ** 2, axis=1)
     unclear = np.flatnonzero(~(beyond * (1 - 2 * e) - 6 * e * q2 > kth * (1 + 2 * e)))
     if len(unclear):
