@@ -112,14 +112,20 @@ def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.
 
 
 def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray], batch: int,
-                 errors: Optional[list[bool]] = None) -> list[dict[str, np.ndarray]]:
+                 errors: Optional[list[bool]] = None,
+                 meanwhile: Optional[Callable[[tuple[dict[str, jax.Array], ...]], None]] = None
+                 ) -> list[dict[str, np.ndarray]]:
     """Codes (posterior means) of each array of ``splits`` and, where ``errors`` says so (all by
     default), their log-variances and reconstruction errors: one compiled program over chunks of
-    ``batch`` of each, in one call."""
+    ``batch`` of each, in one call. ``meanwhile`` is called with its (pending) outputs while the
+    device computes them."""
     errors = tuple(errors) if errors is not None else (True,) * len(splits)
     sizes, chunks = zip(*(_chunked((np.asarray(x, np.float32),), batch) for x in splits))
-    out = jax.device_get(jax.jit(partial(_per_example_chunks, graphdef, errors))(params, *(c for c, in chunks)))
-    return [{k: v.reshape(-1, *v.shape[2:])[:n] for k, v in split.items()} for split, n in zip(out, sizes)]
+    pending = jax.jit(partial(_per_example_chunks, graphdef, errors))(params, *(c for c, in chunks))
+    if meanwhile is not None:
+        meanwhile(pending)
+    return [{k: v.reshape(-1, *v.shape[2:])[:n] for k, v in split.items()}
+            for split, n in zip(jax.device_get(pending), sizes)]
 
 
 def _bounds_chunks(model: nnx.Module, x: jax.Array, mean: jax.Array, logvar: jax.Array,
@@ -181,11 +187,19 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     streamed = not isinstance(data.x_train, np.ndarray)
     x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
     probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
+    # in anomaly mode the probes know the normal classes only: scored on those classes' test examples
+    seen = np.isin(data.y_test, list(e.anomaly.normal_classes)) if probe and e.anomaly is not None else slice(None)
+    knn_program = []
+
+    def compile_knn(pending: tuple[dict[str, jax.Array], ...]) -> None:  # while the device computes the codes
+        knn_program.append(probes.knn_program(min(len(x_train), e.probe_examples), len(data.y_test[seen]),
+                                              int(np.prod(pending[1]["z"].shape[2:])), e.knn_k))
+
     with parts.part("codes"):
         needed = probe or e.anomaly is not None  # the training split's codes
         # the training split's errors only for the anomaly threshold; its codes for the probes
         test, *rest = _per_example(graphdef, params, [data.x_test, *([x_train[: e.probe_examples]] if needed else [])],
-                                   batch, [True, e.anomaly is not None][: 1 + needed])
+                                   batch, [True, e.anomaly is not None][: 1 + needed], compile_knn if probe else None)
         train = rest[0] if rest else None
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
     if "bce" in test:
@@ -209,11 +223,9 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
 
     if probe:
         y_train = data.y_train[: len(train["z"])]
-        # in anomaly mode the probes know the normal classes only: scored on those classes' test examples
-        seen = np.isin(data.y_test, list(e.anomaly.normal_classes)) if e.anomaly is not None else slice(None)
         z_test, y_test = test["z"][seen], data.y_test[seen]
         with parts.part("probe"):  # kNN's search runs on the device meanwhile: the knn part is what is left of it
-            knn = probes.knn_accuracy_search(train["z"], y_train, z_test, y_test, e.knn_k)
+            knn = probes.knn_accuracy_search(train["z"], y_train, z_test, y_test, e.knn_k, program=knn_program[0])
             out["test/probe_accuracy"] = probes.linear_probe_accuracy(train["z"], y_train, z_test, y_test)
         with parts.part("knn"):
             out["test/knn_accuracy"] = knn()

@@ -15,7 +15,7 @@ finishes it, so that other work (the probe) runs meanwhile.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -173,19 +173,43 @@ def knn_neighbours(z_train: np.ndarray, z_test: np.ndarray, k: int = 5, chunk_si
     return knn_search(z_train, z_test, k, chunk_size)()
 
 
-def knn_search(z_train: np.ndarray, z_test: np.ndarray, k: int = 5,
-               chunk_size: int = 256) -> Callable[[], np.ndarray]:
+def _search_shapes(num_train: int, num_test: int, dims: int, k: int,
+                   chunk_size: int) -> Optional[tuple[tuple[int, ...], tuple[int, ...], int, int]]:
+    """``(queries' shape, frames' shape, training rows with padding, picks)`` of the device's
+    search, or None where the codes are few enough to rank them all without it."""
+    num_groups, picks = -(-num_train // GROUP), k + 5
+    if num_groups <= picks:
+        return None
+    chunks, rows = -(-num_test // chunk_size), num_groups * GROUP
+    local = chunks * rows * dims * 4 <= LOCAL_BYTES  # a frame per chunk, or one for all
+    return (chunks, chunk_size, dims), ((chunks, rows, dims) if local else (rows, dims)), rows, picks
+
+
+def knn_program(num_train: int, num_test: int, dims: int, k: int = 5, chunk_size: int = 256) -> Optional[Callable]:
+    """``knn_search``'s device program for these sizes, compiled now (None where it needs none):
+    to compile it while the device does other work (the codes) and give it to ``knn_search``."""
+    shapes = _search_shapes(num_train, num_test, dims, k, chunk_size)
+    if shapes is None:
+        return None
+    queries, frames, rows, picks = shapes
+    spec = partial(jax.ShapeDtypeStruct, dtype=jnp.float32)
+    return _nearest.lower(spec(queries), spec(frames), jax.ShapeDtypeStruct((rows,), jnp.bool_), picks=picks).compile()
+
+
+def knn_search(z_train: np.ndarray, z_test: np.ndarray, k: int = 5, chunk_size: int = 256,
+               program: Optional[Callable] = None) -> Callable[[], np.ndarray]:
     """``knn_neighbours`` in two steps: this starts the device's search (JAX runs it while the
-    caller goes on) and returns the function that waits for it and gives the neighbours."""
+    caller goes on) and returns the function that waits for it and gives the neighbours.
+    ``program``: ``knn_program``'s for these sizes, if compiled already."""
     train = np.asarray(z_train, np.float64).reshape(len(z_train), -1)
     test = np.asarray(z_test, np.float64).reshape(len(z_test), -1)
     n = len(train)
     if not 1 <= k <= n:
         raise ValueError(f"k={k} neighbours among {n} training codes")
-    num_groups = -(-n // GROUP)
-    picks = k + 5  # the k + 4 nearest in float32 are ranked exactly; the next one bounds all others
-    if num_groups <= picks:  # few training codes: rank them all
+    shapes = _search_shapes(n, len(test), train.shape[1], k, chunk_size)
+    if shapes is None:  # few training codes: rank them all
         return lambda: _rank(test, train, np.broadcast_to(np.arange(n), (len(test), n)), k)[0]
+    _, frames_shape, num_rows, picks = shapes
     # Each chunk of test codes, close together, in a frame centred on them: float32's error in a
     # distance grows with the codes' distance from the centre (see below), so a row's k-th distance is
     # then rarely too close to the next to tell them apart (Fashion-MNIST's 2-D codes: none of 10,000
@@ -195,17 +219,14 @@ def knn_search(z_train: np.ndarray, z_test: np.ndarray, k: int = 5,
     order = _compact_order(test, chunk_size)
     ordered = test[np.concatenate([order, np.full(chunks * chunk_size - len(test), order[-1])])]
     ordered = ordered.reshape(chunks, chunk_size, -1)
-    padded = np.zeros((num_groups * GROUP, train.shape[1]))
+    padded = np.zeros((num_rows, train.shape[1]))
     padded[:n] = train
-    if chunks * padded.nbytes // 2 <= LOCAL_BYTES:
-        centres = ordered.mean(axis=1, keepdims=True)  # [chunks, 1, d]
-        frames = (padded - centres).astype(np.float32)
-    else:
-        centres = train.mean(axis=0)
-        frames = (padded - centres).astype(np.float32)
+    centres = ordered.mean(axis=1, keepdims=True) if len(frames_shape) == 3 else train.mean(axis=0)
+    frames = (padded - centres).astype(np.float32)
     queries = (ordered - centres).astype(np.float32)
-    valid = np.arange(len(padded)) < n
-    search = _nearest(queries, frames, valid, picks)
+    valid = np.arange(num_rows) < n
+    search = (program(queries, frames, valid) if program is not None
+              else _nearest(queries, frames, valid, picks))
     where = np.empty(len(test), np.int64)
     where[order] = np.arange(len(test))  # test row -> its row in the chunks
 
@@ -246,11 +267,11 @@ def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray,
 
 
 def knn_accuracy_search(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
-                        k: int = 5, chunk_size: int = 256) -> Callable[[], float]:
+                        k: int = 5, chunk_size: int = 256, program: Optional[Callable] = None) -> Callable[[], float]:
     """``knn_accuracy`` in two steps (see ``knn_search``): the search starts now, the returned
     function gives the accuracy."""
     classes, train_idx = np.unique(np.asarray(y_train), return_inverse=True)  # sorted labels
-    search = knn_search(z_train, z_test, k, chunk_size)
+    search = knn_search(z_train, z_test, k, chunk_size, program)
 
     def finish() -> float:
         nearest = train_idx[search()]
