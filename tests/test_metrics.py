@@ -88,22 +88,22 @@ def test_knn_accuracy_matches_sklearn_including_vote_ties(k):
 def test_knn_neighbours_are_the_exact_nearest_in_either_frame(monkeypatch, frames):
     # Codes far from their centre and close to each other (float32's weak spot: the search must
     # rank them exactly), in both ways of centring them: a frame per chunk of test codes, or one.
-    from aejax.analysis import probes
+    from aejax.analysis import knn
 
     if frames == "one":
-        monkeypatch.setattr(probes, "LOCAL_BYTES", 0)
+        monkeypatch.setattr(knn, "LOCAL_BYTES", 0)
     rng = np.random.default_rng(11)
     z_train = 50.0 + rng.normal(size=(2000, 2)) * [1.0, 1e-3]
     z_test = 50.0 + rng.normal(size=(500, 2)) * [1.0, 1e-3]
     d2 = ((z_test[:, None, :] - z_train[None, :, :]) ** 2).sum(-1)
     expected = np.sort(np.argsort(d2, axis=1, kind="stable")[:, :5], axis=1)
-    assert np.array_equal(np.sort(probes.knn_neighbours(z_train, z_test, 5, chunk_size=64), axis=1), expected)
-    search = probes.knn_accuracy_search(z_train, rng.integers(0, 3, 2000), z_test, rng.integers(0, 3, 500), 5, 64)
+    assert np.array_equal(np.sort(knn.knn_neighbours(z_train, z_test, 5, chunk_size=64), axis=1), expected)
+    search = knn.knn_accuracy_search(z_train, rng.integers(0, 3, 2000), z_test, rng.integers(0, 3, 500), 5, 64)
     assert 0.0 <= search() <= 1.0
 
 
 def test_compact_order_is_a_permutation_of_compact_runs():
-    from aejax.analysis.probes import _compact_order
+    from aejax.analysis.knn import _compact_order
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(1000, 3))

@@ -8,11 +8,13 @@ importance-weighted estimate of the negative log-likelihood and the number of ac
 With ``eval.anomaly`` (training on some classes only): AUROC of the reconstruction error for the
 held-out classes beside PCA's and an IsolationForest's, and the detection rate at a percentile of
 the training errors (``aejax.analysis.anomaly``); the probes are then scored on the normal classes.
-The codes come from one compiled program over chunks of the test split (and one over the
-probes' training examples), the VAE's bounds from one more; the PCA basis is fitted once per
-dataset split and k and kept beside the data (``aejax.analysis.pca``); the probe and kNN run
-without scikit-learn and give its numbers (``aejax.analysis.probes``). Sparse dictionaries and
-codebooks add their own (``aejax.analysis.codes``).
+The codes come from one compiled program over chunks of the test split and the probes' training
+examples (those only encoded), the VAE's bounds from one more; the PCA basis, its test error and
+the test split's variance are computed once per dataset split and k and kept beside the data
+(``aejax.analysis.pca``); the probe and kNN run without scikit-learn and give its numbers
+(``aejax.analysis.probes``, ``aejax.analysis.knn``): kNN's search is compiled while the device
+computes the codes and runs on it while the probe is fitted. Sparse dictionaries and codebooks
+add their own (``aejax.analysis.codes``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from aejax.analysis import metrics, pca, probes
+from aejax.analysis import knn, metrics, pca, probes
 from aejax.analysis.codes import code_metrics
 from aejax.data import Dataset
 from aejax.errors import ConfigError
@@ -192,7 +194,7 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     knn_program = []
 
     def compile_knn(pending: tuple[dict[str, jax.Array], ...]) -> None:  # while the device computes the codes
-        knn_program.append(probes.knn_program(min(len(x_train), e.probe_examples), len(data.y_test[seen]),
+        knn_program.append(knn.knn_program(min(len(x_train), e.probe_examples), len(data.y_test[seen]),
                                               int(np.prod(pending[1]["z"].shape[2:])), e.knn_k))
 
     with parts.part("codes"):
@@ -225,10 +227,10 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
         y_train = data.y_train[: len(train["z"])]
         z_test, y_test = test["z"][seen], data.y_test[seen]
         with parts.part("probe"):  # kNN's search runs on the device meanwhile: the knn part is what is left of it
-            knn = probes.knn_accuracy_search(train["z"], y_train, z_test, y_test, e.knn_k, program=knn_program[0])
+            search = knn.knn_accuracy_search(train["z"], y_train, z_test, y_test, e.knn_k, program=knn_program[0])
             out["test/probe_accuracy"] = probes.linear_probe_accuracy(train["z"], y_train, z_test, y_test)
         with parts.part("knn"):
-            out["test/knn_accuracy"] = knn()
+            out["test/knn_accuracy"] = search()
 
     if model.head == "gaussian" and recon == "bce":  # a VAE with a Bernoulli decoder
         n = min(e.iwae_examples, len(data.x_test))
