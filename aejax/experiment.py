@@ -214,7 +214,7 @@ def _group_codes(built: Assembled, data: Dataset, results: list) -> dict[int, li
     if members is None or not isinstance(data.x_train, np.ndarray):
         return {}
     params = {i: variables(r.state) for i, r in enumerate(results) if r.status != "diverged"}
-    return members.codes(params, needed_splits(built.eval, data, data.x_train), built.parts.trainer.eval_batch_size)
+    return members.codes(params, *needed_splits(built.eval, data, data.x_train), built.parts.trainer.eval_batch_size)
 
 
 @jax.jit

@@ -84,6 +84,36 @@ def test_knn_accuracy_matches_sklearn_including_vote_ties(k):
         assert np.sum((votes == votes.max(1, keepdims=True)).sum(1) > 1) >= 20
 
 
+@pytest.mark.parametrize("frames", ["per chunk", "one"])
+def test_knn_neighbours_are_the_exact_nearest_in_either_frame(monkeypatch, frames):
+    # Codes far from their centre and close to each other (float32's weak spot: the search must
+    # rank them exactly), in both ways of centring them: a frame per chunk of test codes, or one.
+    from aejax.analysis import knn
+
+    if frames == "one":
+        monkeypatch.setattr(knn, "LOCAL_BYTES", 0)
+    rng = np.random.default_rng(11)
+    z_train = 50.0 + rng.normal(size=(2000, 2)) * [1.0, 1e-3]
+    z_test = 50.0 + rng.normal(size=(500, 2)) * [1.0, 1e-3]
+    d2 = ((z_test[:, None, :] - z_train[None, :, :]) ** 2).sum(-1)
+    expected = np.sort(np.argsort(d2, axis=1, kind="stable")[:, :5], axis=1)
+    assert np.array_equal(np.sort(knn.knn_neighbours(z_train, z_test, 5, chunk_size=64), axis=1), expected)
+    search = knn.knn_accuracy_search(z_train, rng.integers(0, 3, 2000), z_test, rng.integers(0, 3, 500), 5, 64)
+    assert 0.0 <= search() <= 1.0
+
+
+def test_compact_order_is_a_permutation_of_compact_runs():
+    from aejax.analysis.knn import _compact_order
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1000, 3))
+    order = _compact_order(x, 64)
+    assert np.array_equal(np.sort(order), np.arange(1000))
+    runs = [x[order[i:i + 64]] for i in range(0, 1000, 64)]
+    spread = np.mean([np.sum(r.var(axis=0)) for r in runs])
+    assert spread < 0.4 * np.sum(x.var(axis=0))  # each run a small part of the cloud (runs in random order: ~1)
+
+
 def test_knn_tie_rules_by_hand():
     z_train = np.array([[1.0], [2.0], [3.0], [4.0], [-4.0]])
     z_test = np.zeros((1, 1))

@@ -8,11 +8,13 @@ importance-weighted estimate of the negative log-likelihood and the number of ac
 With ``eval.anomaly`` (training on some classes only): AUROC of the reconstruction error for the
 held-out classes beside PCA's and an IsolationForest's, and the detection rate at a percentile of
 the training errors (``aejax.analysis.anomaly``); the probes are then scored on the normal classes.
-The codes come from one compiled program over chunks of the test split (and one over the
-probes' training examples), the VAE's bounds from one more; the PCA basis is fitted once per
-dataset split and k and kept beside the data (``aejax.analysis.pca``); the probe and kNN run
-without scikit-learn and give its numbers (``aejax.analysis.probes``). Sparse dictionaries and
-codebooks add their own (``aejax.analysis.codes``).
+The codes come from one compiled program over chunks of the test split and the probes' training
+examples (those only encoded), the VAE's bounds from one more; the PCA basis, its test error and
+the test split's variance are computed once per dataset split and k and kept beside the data
+(``aejax.analysis.pca``); the probe and kNN run without scikit-learn and give its numbers
+(``aejax.analysis.probes``, ``aejax.analysis.knn``): kNN's search is compiled while the device
+computes the codes and runs on it while the probe is fitted. Sparse dictionaries and codebooks
+add their own (``aejax.analysis.codes``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from aejax.analysis import metrics, pca, probes
+from aejax.analysis import knn, metrics, pca, probes
 from aejax.analysis.codes import code_metrics
 from aejax.data import Dataset
 from aejax.errors import ConfigError
@@ -84,10 +86,13 @@ def normal_classes_only(data: Dataset, anomaly: AnomalyConfig) -> Dataset:
                    data.class_names, data.unit_range)
 
 
-def _per_example_chunks(graphdef: nnx.GraphDef, params: nnx.State, chunks: jax.Array) -> dict[str, jax.Array]:
-    def chunk(x):
+def _per_example_chunks(graphdef: nnx.GraphDef, errors: tuple[bool, ...], params: nnx.State,
+                        *splits: jax.Array) -> tuple[dict[str, jax.Array], ...]:
+    def chunk(x, errors):
         model = nnx.merge(graphdef, params)
         mean, logvar = model.code_params(model.features(x))
+        if not errors:  # the codes alone
+            return {"z": mean}
         logits = model.decode_logits(mean)
         out = {"z": mean, "mse": mse(x, logits, model.activate)}
         if model.output == "sigmoid":
@@ -96,7 +101,7 @@ def _per_example_chunks(graphdef: nnx.GraphDef, params: nnx.State, chunks: jax.A
             out["logvar"] = logvar
         return out
 
-    return jax.lax.map(chunk, chunks)
+    return tuple(jax.lax.map(partial(chunk, errors=e), chunks) for chunks, e in zip(splits, errors))
 
 
 def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.ndarray, ...]]:
@@ -108,33 +113,38 @@ def _chunked(arrays: tuple[np.ndarray, ...], batch: int) -> tuple[int, tuple[np.
                     if rows > n else a.reshape(-1, batch, *a.shape[1:]) for a in arrays)
 
 
-def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray],
-                 batch: int, models: int = 0) -> list[dict[str, np.ndarray]]:
-    """Codes (posterior means), log-variances and reconstruction errors of each array of
-    ``splits``: one compiled program over chunks of ``batch`` of them all, in one call. ``models``:
-    ``params`` of that many models stacked (one vmapped program), the splits of each model in turn."""
-    sizes = [len(x) for x in splits]
-    n = sum(sizes)
-    batch = max(1, min(batch, n))
-    padded = np.zeros((-(-n // batch) * batch, *splits[0].shape[1:]), np.float32)  # one copy: splits and padding
-    np.concatenate(splits, out=padded[:n], casting="same_kind")
-    chunks = padded.reshape(-1, batch, *padded.shape[1:])
-    fn = partial(_per_example_chunks, graphdef)
-    out = jax.device_get(jax.jit(jax.vmap(fn, in_axes=(0, None)) if models else fn)(params, chunks))
-    bounds = np.cumsum([0, *sizes])
-    cut = []
-    for one in ([{k: v[m] for k, v in out.items()} for m in range(models)] if models else [out]):
-        flat = {k: v.reshape(-1, *v.shape[2:])[:n] for k, v in one.items()}
-        cut += [{k: v[a:b] for k, v in flat.items()} for a, b in zip(bounds[:-1], bounds[1:])]
-    return cut
+def _per_example(graphdef: nnx.GraphDef, params: nnx.State, splits: list[np.ndarray], batch: int,
+                 errors: Optional[list[bool]] = None,
+                 meanwhile: Optional[Callable[[tuple[dict[str, jax.Array], ...]], None]] = None,
+                 models: int = 0) -> list[dict[str, np.ndarray]]:
+    """Codes (posterior means) of each array of ``splits`` and, where ``errors`` says so (all by
+    default), their log-variances and reconstruction errors: one compiled program over chunks of
+    ``batch`` of each, in one call. ``meanwhile`` is called with its (pending) outputs while the
+    device computes them. ``models``: ``params`` of that many models stacked (one vmapped
+    program); the result then holds each model's splits in turn."""
+    errors = tuple(errors) if errors is not None else (True,) * len(splits)
+    sizes, chunks = zip(*(_chunked((np.asarray(x, np.float32),), batch) for x in splits))
+    fn = partial(_per_example_chunks, graphdef, errors)
+    if models:
+        fn = jax.vmap(fn, in_axes=(0, *(None,) * len(splits)))
+    pending = jax.jit(fn)(params, *(c for c, in chunks))
+    if meanwhile is not None:
+        meanwhile(pending)
+    got = jax.device_get(pending)
+    each = [tuple({k: v[m] for k, v in split.items()} for split in got) for m in range(models)] if models else [got]
+    return [{k: v.reshape(-1, *v.shape[2:])[:n] for k, v in split.items()}
+            for one in each for split, n in zip(one, sizes)]
 
 
-def needed_splits(settings: EvalConfig, data: Dataset, x_train: np.ndarray) -> list[np.ndarray]:
-    """The splits whose codes ``evaluate`` needs: the test split, and the probes' training examples
-    (the first ``probe_examples`` of ``x_train``) for the probes or the anomaly threshold."""
+def needed_splits(settings: EvalConfig, data: Dataset, x_train: np.ndarray) -> tuple[list[np.ndarray], list[bool]]:
+    """The splits whose codes ``evaluate`` needs and whether it needs their reconstruction errors
+    too: the test split (errors), and the probes' training examples (the first ``probe_examples`` of
+    ``x_train``) for the probes (codes only) or the anomaly threshold (errors)."""
     e = settings
     probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
-    return [data.x_test, x_train[: e.probe_examples]] if probe or e.anomaly is not None else [data.x_test]
+    if not (probe or e.anomaly is not None):
+        return [data.x_test], [True]
+    return [data.x_test, x_train[: e.probe_examples]], [True, e.anomaly is not None]
 
 
 def _bounds_chunks(model: nnx.Module, x: jax.Array, mean: jax.Array, logvar: jax.Array,
@@ -198,8 +208,20 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
     streamed = not isinstance(data.x_train, np.ndarray)
     x_train = data.x_train[np.arange(min(data.num_train, e.probe_examples))] if streamed else data.x_train
     probe = e.probe and data.y_train is not None and data.y_test is not None  # needs both splits' labels
+    # in anomaly mode the probes know the normal classes only: scored on those classes' test examples
+    seen = np.isin(data.y_test, list(e.anomaly.normal_classes)) if probe and e.anomaly is not None else slice(None)
+    knn_program = []
+
+    def compile_knn(pending: tuple[dict[str, jax.Array], ...]) -> None:  # while the device computes the codes
+        knn_program.append(knn.knn_program(min(len(x_train), e.probe_examples), len(data.y_test[seen]),
+                                              int(np.prod(pending[1]["z"].shape[2:])), e.knn_k))
+
     with parts.part("codes"):
-        test, *rest = codes or _per_example(graphdef, params, needed_splits(e, data, x_train), batch)
+        if codes:  # a batched group's, computed for its models at once
+            test, *rest = codes
+        else:
+            splits, errors = needed_splits(e, data, x_train)
+            test, *rest = _per_example(graphdef, params, splits, batch, errors, compile_knn if probe else None)
         train = rest[0] if rest else None
     out: dict[str, float] = {"test/mse": float(np.mean(test["mse"]))}
     if "bce" in test:
@@ -208,23 +230,28 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
         out["test/psnr"] = metrics.psnr(out["test/mse"])
 
     with parts.part("pca"):
-        out["test/pca_mse"] = pca_mse if pca_mse is not None else _pca_mse(data, x_train, streamed, model.latent_dim)
+        if pca_mse is None:  # the basis and its test error kept beside the data, when the loader gives a folder
+            split = "train" if not streamed else f"train[:{len(x_train)}]"
+            pca_mse, variance, _ = pca.baseline(x_train, data.x_test, model.latent_dim, data.cache_dir, split)
+        else:
+            variance = pca.variance(data.x_test)
+        out["test/pca_mse"] = pca_mse
         # With as many codes as the data has directions of variance, PCA reconstructs (to float rounding)
         # exactly and a ratio to its error means nothing: none is given (null in summary.json).
-        lossless = out["test/pca_mse"] <= PCA_LOSSLESS * float(np.var(data.x_test, axis=0).mean())
+        lossless = out["test/pca_mse"] <= PCA_LOSSLESS * variance
         out["test/ae_pca_ratio"] = None if lossless else out["test/mse"] / out["test/pca_mse"]
 
     out.update(code_metrics(model, graphdef, params, data.x_test, test["z"], test["mse"], data.ground_truth, batch))
 
     if probe:
         y_train = data.y_train[: len(train["z"])]
-        # in anomaly mode the probes know the normal classes only: scored on those classes' test examples
-        seen = np.isin(data.y_test, list(e.anomaly.normal_classes)) if e.anomaly is not None else slice(None)
         z_test, y_test = test["z"][seen], data.y_test[seen]
-        with parts.part("probe"):
+        with parts.part("probe"):  # kNN's search runs on the device meanwhile: the knn part is what is left of it
+            search = knn.knn_accuracy_search(train["z"], y_train, z_test, y_test, e.knn_k,
+                                              program=knn_program[0] if knn_program else None)
             out["test/probe_accuracy"] = probes.linear_probe_accuracy(train["z"], y_train, z_test, y_test)
         with parts.part("knn"):
-            out["test/knn_accuracy"] = probes.knn_accuracy(train["z"], y_train, z_test, y_test, e.knn_k)
+            out["test/knn_accuracy"] = search()
 
     if model.head == "gaussian" and recon == "bce":  # a VAE with a Bernoulli decoder
         n = min(e.iwae_examples, len(data.x_test))
@@ -247,10 +274,4 @@ def evaluate(settings: EvalConfig, data: Dataset, graphdef: nnx.GraphDef, params
             out.update(anomaly_metrics(normal, errors, test["mse"], x_train, data.x_test, model.latent_dim,
                                        e.anomaly.percentile))
     return out
-
-
-def _pca_mse(data: Dataset, x_train: np.ndarray, streamed: bool, k: int) -> float:
-    """The PCA baseline's test error; its basis from the data's cache when one is kept there."""
-    basis, _ = pca.cached_fit(x_train, k, data.cache_dir, "train" if not streamed else f"train[:{len(x_train)}]")
-    return pca.test_mse(basis, data.x_test)
 

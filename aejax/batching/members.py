@@ -168,16 +168,17 @@ class Members:
         """What ``eval_fn`` takes of the stacked state: the models' variables and values."""
         return variables(state), state.opt_state.values
 
-    def codes(self, params: dict[int, nnx.State], splits: list, batch: int) -> dict[int, list[dict]]:
-        """The end-of-run evaluation's per-example outputs on ``splits`` of the models in ``params``
-        (model index -> its own variables): those of one code size in one vmapped program."""
+    def codes(self, params: dict[int, nnx.State], splits: list, errors: list[bool], batch: int) -> dict[int, list[dict]]:
+        """The end-of-run evaluation's per-example outputs on ``splits`` (with reconstruction errors
+        where ``errors`` says) of the models in ``params`` (model index -> its own variables): those
+        of one code size in one vmapped program."""
         from aejax.analysis.evaluate import _per_example
 
         out = {}
         for k in dict.fromkeys(self.latent_dims[i] for i in params):
             idx = [i for i in params if self.latent_dims[i] == k]
             stacked = jax.tree.map(lambda *a: jnp.stack(a), *(params[i] for i in idx))
-            each = _per_example(self.graphdef(idx[0]), stacked, splits, batch, models=len(idx))
+            each = _per_example(self.graphdef(idx[0]), stacked, splits, batch, errors, models=len(idx))
             out.update({i: each[j * len(splits):(j + 1) * len(splits)] for j, i in enumerate(idx)})
         return out
 
