@@ -215,3 +215,35 @@ def test_iwae_with_a_wrong_posterior_climbs_from_the_elbo_towards_log_px():
             np.testing.assert_array_less(np.abs(means[1] - elbo), 4 * stderr + 1e-4)
     assert np.all(elbo < log_px - 0.05)  # the wrong q has a real gap to close
     assert np.all(means[10] > means[1] + 0.02) and np.all(means[100] > means[10] + 0.005)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_probe_hessian_is_the_sum_of_kronecker_products(classes):
+    # the Hessian of the summed log loss, written out term by term: sum_n kron(x x^T, diag(p) - p p^T)
+    # (for two classes the one logit's p (1 - p))
+    from aejax.analysis.probes import _hessian
+
+    rng = np.random.default_rng(classes)
+    x = rng.normal(size=(7, 3))
+    p = rng.dirichlet(np.ones(classes), size=7)
+    p = p[:, 1:] if classes == 2 else p
+    want = sum(np.kron(np.outer(xn, xn), np.diag(pn) - np.outer(pn, pn)) for xn, pn in zip(x, p))
+    np.testing.assert_allclose(_hessian(x, p), want, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_probe_on_wide_codes_matches_sklearn():
+    # 32-unit codes, 10 overlapping classes: the probe's predictions are scikit-learn's fitted to a
+    # tight tolerance (both solve the same convex problem), the accuracy to within 2 in 2,000
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(10, 32))
+    y_train, y_test = rng.integers(0, 10, 3000), rng.integers(0, 10, 2000)
+    z_train = centers[y_train] + 2.0 * rng.normal(size=(3000, 32))
+    z_test = centers[y_test] + 2.0 * rng.normal(size=(2000, 32))
+    scaler = StandardScaler().fit(z_train)
+    ref = LogisticRegression(max_iter=5000, tol=1e-10).fit(scaler.transform(z_train), y_train)
+    want = ref.score(scaler.transform(z_test), y_test)
+    assert 0.5 < want < 0.95  # neither trivial nor hopeless: the optimum decides
+    assert abs(linear_probe_accuracy(z_train, y_train, z_test, y_test) - want) <= 2 / 2000

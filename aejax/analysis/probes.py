@@ -4,7 +4,8 @@ evaluation) and giving its numbers.
 
 ``linear_probe_accuracy``: scikit-learn's ``LogisticRegression()`` (L2, C=1, multinomial; one
 logit for two classes) on codes standardised as its ``StandardScaler`` does, fitted by Newton's
-method in float64 numpy to the optimum (scikit-learn's L-BFGS stops near it, at ``tol=1e-4``).
+method in float64 numpy to the optimum (scikit-learn's L-BFGS stops near it, at ``tol=1e-4``),
+its Hessian built from matrix products on one BLAS thread (a 64-unit code's probe: ~1.5 CPU-s).
 ``knn_accuracy`` and the rest of the kNN search are in ``aejax.analysis.knn`` (imported here too).
 """
 from __future__ import annotations
@@ -40,14 +41,14 @@ def _loss(x: np.ndarray, onehot: np.ndarray, theta: np.ndarray, penalised: np.nd
 
 def _hessian(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``sum_n kron(x_n x_n^T, diag(p_n) - p_n p_n^T)`` as ``[features * M, features * M]``
-    (the index of weight ``[a, k]`` is ``a * M + k``): a block diagonal minus ``Q^T Q``."""
+    (the index of weight ``[a, k]`` is ``a * M + k``): a block diagonal minus ``Q^T Q``, every
+    part a matrix product (BLAS), so that it stays cheap for wide codes."""
     n, f = x.shape
     m = p.shape[1]
     q = (x[:, :, None] * p[:, None, :]).reshape(n, f * m)
     h = -(q.T @ q).reshape(f, m, f, m)
-    diagonal = ((x[:, :, None] * x[:, None, :]).reshape(n, f * f).T @ p).reshape(f, f, m)  # a matmul: 4x einsum's speed
     for k in range(m):
-        h[:, k, :, k] += diagonal[:, :, k]
+        h[:, k, :, k] += (x * p[:, k:k + 1]).T @ x
     return h.reshape(f * m, f * m)
 
 
@@ -90,11 +91,17 @@ def linear_probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.n
                           y_test: np.ndarray, max_iter: int = 100) -> float:
     """Test accuracy of a logistic regression (scikit-learn's defaults: L2, C=1) fitted on the
     training codes, both splits standardised with the training codes' mean and standard deviation."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency; 10 ms to import
+
     classes, labels = np.unique(np.asarray(y_train), return_inverse=True)
     x_train, x_test = _standardise(z_train, z_test)
     if len(classes) == 1:
         predicted = np.full(len(x_test), classes[0])
     else:
-        logits = _logits(x_test, fit_probe(x_train, labels, len(classes), max_iter))
+        # one BLAS thread: OpenBLAS's threads spin for a core while XLA's or another job's hold
+        # them, and a wide code's fit then took 10x the CPU time (measured, k = 64: 11 CPU-s to 1.5)
+        with threadpool_limits(limits=1, user_api="blas"):
+            theta = fit_probe(x_train, labels, len(classes), max_iter)
+        logits = _logits(x_test, theta)
         predicted = classes[np.argmax(logits, axis=1)]  # first (smallest) label on ties, as scikit-learn
     return float(np.mean(predicted == np.asarray(y_test)))
