@@ -38,7 +38,9 @@ def test_smoke_run_writes_a_consistent_table_and_json(tmp_path):
         assert 0 < r["val_loss"] < 1  # MSE of pixels in [0, 1] through a sigmoid
         assert r["steps"] == r["epochs"] * math.ceil(size["train"] / r["batch"])
         if r["framework"] == "aejax":  # the summary's rate is the examples it trained over its training time
-            assert r["examples_per_s"] == pytest.approx(size["train"] * r["epochs"] / r["train_s"], rel=0.02)
+            # (train_time_s is rounded to 1 ms, which moves a smoke run's rate of a few 10 ms by percents)
+            trained = size["train"] * r["epochs"]
+            assert trained / (r["train_s"] + 5e-4) * 0.99 <= r["examples_per_s"] <= trained / max(r["train_s"] - 5e-4, 1e-9) * 1.01
             assert r["compile_s"] > 0 and (out / "runs").is_dir()
     table = [line for line in (out / "accelerator_report.md").read_text().splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(rows)  # the header and one line per row, in order
