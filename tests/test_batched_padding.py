@@ -8,7 +8,7 @@ import pytest
 from conftest import compose_config
 
 from aejax.assemble import build_model, build_objective, build_optimizer
-from aejax.batching.group import OptimizerValues
+from aejax.batching.objective import Overlay
 from aejax.batching.members import Members, per_model
 from aejax.training.state import create_train_state, split_seed
 from aejax.training.step import make_train_step
@@ -23,7 +23,7 @@ def _setup(optimizer: str, ks=(2, 5), lrs=(3e-3, 1e-2)):
     models = [lambda key, c=c: build_model(c, (10,), "sigmoid", key) for c in cfgs]
     txs = [build_optimizer(c.optimizer, 100)[0] for c in cfgs]
     values = [{"lr": lr, "grad_clip": 0.5} for lr in lrs]
-    group_tx = per_model(lambda v: build_optimizer(OptimizerValues(cfgs[-1].optimizer, v), 100)[0], values[-1])
+    group_tx = per_model(lambda v: build_optimizer(Overlay(cfgs[-1].optimizer, v), 100)[0], values[-1])
     members = Members(seeds=[0, 1], models=models, txs=txs, values=values, schedules=[None, None],
                       latent_dims=list(ks), configs=[{}, {}], template=models[-1], tx=group_tx)
     return cfgs, models, txs, members, group_tx

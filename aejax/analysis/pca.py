@@ -122,11 +122,6 @@ def _basis(saved: Optional[dict[str, np.ndarray]], file: Path, expected_key: str
     return basis
 
 
-def load(file: Path, expected_key: str, features: int, k: int) -> Optional[Basis]:
-    """The saved basis when it is whole and was fitted on the data ``expected_key`` names; else None."""
-    return _basis(_read(file), file, expected_key, features, k)
-
-
 def save(file: Path, expected_key: str, basis: Basis, test: Optional[dict[str, np.ndarray]] = None) -> None:
     """Write the basis (and ``test``, ``_test_numbers``'s record) through a temporary file and
     rename it; a folder that cannot be written keeps none."""
@@ -140,15 +135,19 @@ def save(file: Path, expected_key: str, basis: Basis, test: Optional[dict[str, n
         log.debug("PCA basis not kept in %s (%s)", file.parent, e)
 
 
+def _open(x_train: np.ndarray, k: int, cache_dir: Path, split: str):
+    """``(file, its expected key, what it holds (None: nothing readable), its basis when current)``."""
+    expected, file = key(x_train, k, split, cache_dir), path(cache_dir, split, k)
+    saved = _read(file)
+    return file, expected, saved, _basis(saved, file, expected, int(np.prod(x_train.shape[1:])), k)
+
+
 def cached_fit(x_train: np.ndarray, k: int, cache_dir: Optional[Path], split: str = "train") -> tuple[Basis, bool]:
     """``(basis, whether it came from the cache)``: from ``cache_dir`` when a current one is saved
     there, else fitted (and saved there when ``cache_dir`` is given)."""
     if cache_dir is None:
         return fit(x_train, k), False
-    expected = key(x_train, k, split, cache_dir)
-    features = int(np.prod(x_train.shape[1:]))
-    file = path(cache_dir, split, k)
-    basis = load(file, expected, features, k)
+    file, expected, _, basis = _open(x_train, k, cache_dir, split)
     if basis is not None:
         return basis, True
     basis = fit(x_train, k)
@@ -175,10 +174,8 @@ def baseline(x_train: np.ndarray, x_test: np.ndarray, k: int, cache_dir: Optiona
     ``cached_fit``) and saved there with the basis."""
     if cache_dir is None:
         return test_mse(fit(x_train, k), x_test), variance(x_test), False
-    expected, test_key = key(x_train, k, split, cache_dir), key(x_test, k, "test", cache_dir)
-    file = path(cache_dir, split, k)
-    saved = _read(file)
-    basis = _basis(saved, file, expected, int(np.prod(x_train.shape[1:])), k)
+    file, expected, saved, basis = _open(x_train, k, cache_dir, split)
+    test_key = key(x_test, k, "test", cache_dir)
     if basis is not None and "test_numbers" in saved:
         numbers = saved["test_numbers"]
         if (str(saved.get("test_key")) == test_key and numbers.shape == (2,) and numbers.dtype == np.float64

@@ -45,9 +45,6 @@ class Job:
     value: Optional[float] = None
 
 
-OptimizerValues = Overlay  # an optimizer group's config with some scalar values replaced by (traced) arrays
-
-
 @dataclass
 class _Ready:
     job: Job
@@ -100,7 +97,7 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
     varying = sorted(k for k in values[0] if len({v[k] for v in values}) > 1)
     values = [{k: v[k] for k in varying} for v in values]
     opt_cfg = template.cfg.optimizer
-    tx = per_model(lambda v: build_optimizer(OptimizerValues(opt_cfg, v), total)[0], values[0])
+    tx = per_model(lambda v: build_optimizer(Overlay(opt_cfg, v), total)[0], values[0])
     members = Members(seeds=[r.cfg.seed for r in chunk], models=[r.built.parts.model for r in chunk],
                       txs=[r.built.parts.optimizer for r in chunk], values=values,
                       schedules=[r.built.parts.schedule for r in chunk],

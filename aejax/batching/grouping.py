@@ -56,15 +56,20 @@ def paddable(cfg: DictConfig) -> bool:
             and TARGET not in cfg.encoder and TARGET not in cfg.decoder)
 
 
+def _parent(tree: dict, key: str) -> tuple[dict, str]:
+    """The node of a plain config that holds dotted ``key`` (an empty one where a part is missing), and its last part."""
+    *path, last = key.split(".")
+    for part in path:
+        tree = tree.get(part, {})
+    return tree, last
+
+
 def signature(cfg: DictConfig) -> str:
     """What the jobs of one group have in common: the validated config less what may differ."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
     for key in OWN_KEYS:
-        *path, last = key.split(".")
-        node = plain
-        for part in path:
-            node = node.get(part, {})
+        node, last = _parent(plain, key)
         node.pop(last, None)
     if paddable(cfg):
         plain["model"].pop("latent_dim")
@@ -74,10 +79,7 @@ def signature(cfg: DictConfig) -> str:
             if key in opt and (key != "grad_clip" or opt[key] is not None):
                 opt[key] = "<per model>"
     for key in objective_keys(cfg):  # term weights and annealing, corruption levels
-        *path, last = key.split(".")
-        node = plain
-        for part in path:
-            node = node[part]
+        node, last = _parent(plain, key)
         node[last] = "<per model>"
     return json.dumps(plain, sort_keys=True, default=str)
 

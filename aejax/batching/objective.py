@@ -16,7 +16,7 @@ import dataclasses
 from typing import Any
 
 import jax
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from aejax.registry import TARGET
 
@@ -62,13 +62,7 @@ def objective_keys(cfg: DictConfig) -> list[str]:
 
 def objective_values(cfg: DictConfig) -> dict[str, float]:
     """The job's values of ``objective_keys``."""
-    out = {}
-    for key in objective_keys(cfg):
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
-        out[key] = float(node)
-    return out
+    return {key: float(OmegaConf.select(cfg, key)) for key in objective_keys(cfg)}
 
 
 def with_values(objective, values: dict[str, jax.Array]):
