@@ -105,11 +105,12 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         eval_inputs(state), test_chunks, test_weights, eval_key).compile()
     snapshots = None
     if run_dirs[0] is not None and parts.snapshot.every > 0 and jax.process_index() == 0:
+        painters: dict = {}  # the runs of this program draw their figures with the same painters
         for i, run in enumerate(runs):
             run.snapshots = SnapshotRecorder(parts.snapshot, data, run.run_dir, run.tracker, seed=run.seed,
                                              label=parts.label,
                                              latent_dim=members.latent_dims[i] if members else model.latent_dim,
-                                             vae=getattr(model, "head", None) == "gaussian")
+                                             vae=getattr(model, "head", None) == "gaussian", painters=painters)
         recon = getattr(objective, "recon", "mse")
         snapshots = (members.snapshots([run.snapshots for run in runs], state.params, recon) if members
                      else Snapshots([run.snapshots for run in runs], graphdef, variables(state), recon, batched))

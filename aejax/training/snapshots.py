@@ -49,10 +49,12 @@ class SnapshotRecorder:
     """The host's side of one run's snapshots: its probe set, files, figures and logging."""
 
     def __init__(self, settings: SnapshotConfig, data: Dataset, run_dir: Path, tracker: Tracker, *, seed: int,
-                 label: str, latent_dim: int, vae: bool):
+                 label: str, latent_dim: int, vae: bool, painters: Optional[dict] = None):
         """``seed`` picks the probe set and the prior samples; ``label`` (the variant's name) titles the
         figures; ``latent_dim`` and ``vae`` (a Gaussian head: prior samples, interpolation) describe the
-        built model. Data without labels gets no ``labels`` in its files and one colour in its figures."""
+        built model. Data without labels gets no ``labels`` in its files and one colour in its figures.
+        ``painters``: the figures' painters, shared by the recorders of one program (each figure is
+        built once and drawn for every run whose figure has its layout; each run's own colours)."""
         sc = self.settings = settings
         self.tracker, self.variant = tracker, label
         self.latent_dim = latent_dim
@@ -73,7 +75,7 @@ class SnapshotRecorder:
         self.limits: Optional[np.ndarray] = None
         self.frames: list[tuple[np.ndarray, np.ndarray, str]] = []
         self._pending: Optional[tuple] = None
-        self._painter: dict = {}
+        self._painters = {} if painters is None else painters
         self._started = time.perf_counter()
         self.figure_steps: list[int] = []  # the snapshots that got figures
         self.host_seconds = 0.0  # time the host spent on snapshots (fetch, files, figures, logging)
@@ -164,43 +166,51 @@ class SnapshotRecorder:
         self.tracker.log_media(step, media)
         self.host_seconds += time.perf_counter() - start
 
-    def _painters(self) -> dict:
+    def _painter(self, kind: str, make):
+        """The painter of ``kind`` for this run's layout (built by ``make`` the first time a program needs it)."""
+        classes = None if self.labels is None else tuple(np.unique(self.labels))  # the legend's entries
+        key = (kind, self.projection.is_pca, classes, tuple(self.class_names), len(self.x),
+               None if self.image or kind != "recon" else id(self))  # vector data's figure holds its own inputs
+        if key not in self._painters:
+            self._painters[key] = make()
+        return self._painters[key]
+
+    def _colors(self) -> np.ndarray:
         from aejax.analysis import figures
 
-        if not self._painter:
-            axes = ("PC 1 of z", "PC 2 of z") if self.projection.is_pca else ("z₁", "z₂")
-            self._painter = {"scatter": figures.LatentScatter(self.labels, self.class_names, axes, n=len(self.x)),
-                             "recon": figures.ImageRows(["input", "output"]) if self.image
-                             else figures.DataSpace(self.x, self.labels, self.class_names),
-                             "manifold": figures.Manifold(), "samples": None, "interp": figures.ImageRows(["z(a) → z(b)"])}
-        return self._painter
+        return figures.point_colors(self.labels, self.class_names, len(self.x))
 
     def _figures(self, a: dict[str, np.ndarray], step: int, epoch: float) -> dict[str, Image]:
         from aejax.analysis import figures
 
-        p, name = self._painters(), f"{snapshot_name(step)}.png"
+        name = f"{snapshot_name(step)}.png"
         title = f"{self.variant}, k={self.latent_dim}: step {step} (epoch {epoch:g})"
-        out = {"latent/scatter": p["scatter"].draw(self.media / "latent" / name, a["z_2d"], a["grad_2d"],
-                                                   self.limits, title)}
+        axes = ("PC 1 of z", "PC 2 of z") if self.projection.is_pca else ("z₁", "z₂")
+        scatter = self._painter("scatter", lambda: figures.LatentScatter(self.labels, self.class_names, axes, n=len(self.x)))
+        out = {"latent/scatter": scatter.draw(self.media / "latent" / name, a["z_2d"], a["grad_2d"], self.limits, title,
+                                              self._colors())}
         n = self.settings.recon_examples
         if not self.image:
-            out["latent/reconstructions"] = p["recon"].draw(self.media / "reconstructions" / name,
-                                                            a["recon"].astype(np.float32), title, a.get("grid_decoded"))
+            recon = self._painter("recon", lambda: figures.DataSpace(self.x, self.labels, self.class_names))
+            out["latent/reconstructions"] = recon.draw(self.media / "reconstructions" / name,
+                                                       a["recon"].astype(np.float32), title, a.get("grid_decoded"))
             return {key: Image(path, title) for key, path in out.items()}
-        out["latent/reconstructions"] = p["recon"].draw(self.media / "reconstructions" / name,
-                                                        [self.x[:n], a["recon"][:n]], title)
+        recon = self._painter("recon", lambda: figures.ImageRows(["input", "output"]))
+        out["latent/reconstructions"] = recon.draw(self.media / "reconstructions" / name, [self.x[:n], a["recon"][:n]],
+                                                   title)
         if "grid_decoded" in a:
-            out["latent/manifold"] = p["manifold"].draw(self.media / "manifold" / name, a["grid_decoded"],
-                                                        a["grid_z1"], a["grid_z2"], self.limits,
-                                                        f"decoded latent grid: {title}")
+            out["latent/manifold"] = self._painter("manifold", figures.Manifold).draw(
+                self.media / "manifold" / name, a["grid_decoded"], a["grid_z1"], a["grid_z2"], self.limits,
+                f"decoded latent grid: {title}")
         if "samples" in a:
             side = int(np.sqrt(len(a["samples"])))
-            p["samples"] = p["samples"] or figures.ImageRows([""] * side)
-            out["vae/samples"] = p["samples"].draw(self.media / "samples" / name,
-                                                   [a["samples"][r * side:(r + 1) * side] for r in range(side)],
-                                                   f"decoded from N(0, I): {title}")
-            out["vae/interpolation"] = p["interp"].draw(self.media / "interpolation" / name, [a["interp"]],
-                                                        f"interpolation: {title}")
+            samples = self._painter(f"samples{side}", lambda: figures.ImageRows([""] * side))
+            out["vae/samples"] = samples.draw(self.media / "samples" / name,
+                                              [a["samples"][r * side:(r + 1) * side] for r in range(side)],
+                                              f"decoded from N(0, I): {title}")
+            interp = self._painter("interp", lambda: figures.ImageRows(["z(a) → z(b)"]))
+            out["vae/interpolation"] = interp.draw(self.media / "interpolation" / name, [a["interp"]],
+                                                   f"interpolation: {title}")
         return {key: Image(path, title) for key, path in out.items()}
 
     def finish(self, step: int) -> None:
@@ -213,8 +223,10 @@ class SnapshotRecorder:
 
             picks = np.unique(np.linspace(0, len(self.frames) - 1, min(EVOLUTION_PANELS, len(self.frames))).astype(int))
             axes = ("PC 1", "PC 2") if self.projection.is_pca else ("z₁", "z₂")
-            path = figures.evolution(self.media / "latent_evolution.png", [self.frames[i] for i in picks],
-                                     self.labels, self.class_names, self.limits, axes)
+            painter = self._painter(f"evolution{len(picks)}", lambda: figures.Evolution(
+                len(picks), self.labels, self.class_names, len(self.x), axes))
+            path = painter.draw(self.media / "latent_evolution.png", [self.frames[i] for i in picks], self.limits,
+                                self._colors())
             media["latent/evolution"] = Image(path, f"{self.variant}, k={self.latent_dim}: latent space over training")
         if self.settings.explorer:
             from aejax.analysis.explorer import write_explorer
