@@ -58,3 +58,36 @@ def test_generated_data_depends_on_its_own_seed_only():
     c = load_dataset(OmegaConf.structured(Line2DConfig(data_seed=1)))
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.allclose(a.x_train, c.x_train)
+
+
+def test_the_digits_split_is_cached_exactly_and_read_back_without_importing_sklearn(tmp_path):
+    import subprocess
+    import sys
+
+    from sklearn.model_selection import train_test_split
+
+    from aejax.data.digits import cached_split
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
+    x_train, x_test, y_train, y_test = train_test_split(x, bunch.target.astype(np.int32), test_size=0.2,
+                                                        stratify=bunch.target, random_state=42)
+    expected = (x_train, y_train, x_test, y_test)
+    first, cached = cached_split(0.2, 42, tmp_path)
+    assert not cached and (tmp_path / "split-0.2-42.npz").is_file()
+    again, cached = cached_split(0.2, 42, tmp_path)
+    assert cached
+    for a, b, c in zip(expected, first, again):
+        assert a.dtype == b.dtype == c.dtype and np.array_equal(a, b) and np.array_equal(a, c)
+    other, cached = cached_split(0.2, 7, tmp_path)  # another split seed: its own copy
+    assert not cached and not np.array_equal(other[3], first[3])
+    # a run reads the copy without importing scikit-learn (1.2-2 s of its start)
+    code = ("import sys; from aejax.data.digits import cached_split; from pathlib import Path; "
+            f"a, c = cached_split(0.2, 42, Path({str(tmp_path)!r})); print(c, 'sklearn' in sys.modules, a[0].shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False", "(1437,", "8,", "8,", "1)"]
+    # a damaged copy is split again and written again
+    (tmp_path / "split-0.2-42.npz").write_bytes(b"not an npz")
+    mended, cached = cached_split(0.2, 42, tmp_path)
+    assert not cached and np.array_equal(mended[2], expected[2])
+    assert cached_split(0.2, 42, tmp_path)[1]
