@@ -270,9 +270,12 @@ def _check_given_model(cfg: DictConfig, make_model: Callable[[jax.Array], nnx.Mo
                                    f"{OmegaConf.select(cfg, key)!r}: set {key}={getattr(built, attr)}")
 
 
-def assemble(cfg: DictConfig, data: Dataset, model: Optional[Callable[[jax.Array], nnx.Module]] = None) -> Assembled:
+def assemble(cfg: DictConfig, data: Dataset, model: Optional[Callable[[jax.Array], nnx.Module]] = None,
+             trace: bool = True) -> Assembled:
     """The objects of a run of the validated ``cfg`` on ``data`` (``model``: a factory ``key -> module``
-    to use instead of the configured encoder and decoder)."""
+    to use instead of the configured encoder and decoder). ``trace=False`` skips running the objective
+    on an abstract batch (a batched group traces one job of each code size: the others differ only
+    in scalar values, which change no shape)."""
     check_against_data(cfg, data)
     output = resolve_output(cfg.model.output, data.unit_range)
     mean = data_mean(data) if cfg.variant.code in SPARSE_CODES and model is None else None
@@ -285,7 +288,8 @@ def assemble(cfg: DictConfig, data: Dataset, model: Optional[Callable[[jax.Array
                                               "state updated by each batch (variant.code="
                                               f"{cfg.variant.code}): use trainer.parallel=sharded or none")
     objective = build_objective(cfg.variant)
-    _trace(make_model, objective, data)
+    if trace:
+        _trace(make_model, objective, data)
     trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     steps = steps_per_epoch(data.num_train, trainer.batch_size, trainer.drop_last)
     tx, schedule = build_optimizer(cfg.optimizer, steps * trainer.epochs)

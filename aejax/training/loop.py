@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aejax.analysis.painters import Painters
 from aejax.data import Dataset
 from aejax.startup import seconds_since_start
 from aejax.tracking import Tracker, progress_bar
@@ -103,9 +104,9 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     eval_inputs = members.eval_inputs if members else variables
     evaluate = (members.eval_fn(graphdef, objective) if members else make_eval_fn(graphdef, objective, batched)).lower(
         eval_inputs(state), test_chunks, test_weights, eval_key).compile()
-    snapshots = None
+    snapshots, painters = None, None
     if run_dirs[0] is not None and parts.snapshot.every > 0 and jax.process_index() == 0:
-        painters: dict = {}  # the runs of this program draw their figures with the same painters
+        painters = Painters(len(runs))  # the runs of this program share painters; their figures drawn in parallel
         for i, run in enumerate(runs):
             run.snapshots = SnapshotRecorder(parts.snapshot, data, run.run_dir, run.tracker, seed=run.seed,
                                              label=parts.label,
@@ -144,12 +145,19 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         if run.snapshots:
             run.snapshots.start()
 
+    def flush(which) -> None:
+        """The pending snapshots of runs ``which``: their files, then their figures (drawn together)."""
+        for i in which:
+            if runs[i].snapshots:
+                runs[i].snapshots.flush()
+        if painters:
+            painters.draw()
+
     def save(at: int) -> None:
+        flush(alive())  # the snapshot files and figures up to this step belong with the checkpoint
         for i in alive():
             config = members.configs[i] if members else parts.config
             run = runs[i]
-            if run.snapshots:
-                run.snapshots.flush()  # the snapshot files up to this step belong with the checkpoint
             host = {"loop": run.host, "rows": run.rows.state(), "epoch": at / steps}
             if config is not None:  # a resume whose config.yaml is gone reads it here
                 host["config"] = config
@@ -167,9 +175,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
             epoch, lo = step // steps + 1, step % steps
             end = _segment_end(step, steps, every)
             state, metrics = run_segment(state, order(order_key, epoch), lo, lo + end - step)
-            for i in alive():  # the previous snapshot's files and figures while the device trains
-                if runs[i].snapshots:
-                    runs[i].snapshots.flush()
+            flush(alive())  # the previous snapshot's files and figures while the device trains
             metrics = jax.device_get(metrics)
             vals = validation(eval_inputs(state)) if end % steps == 0 and (
                 epoch % trainer.eval_every == 0 or epoch == trainer.epochs) else None
@@ -192,9 +198,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
             if every and (step % every == 0 or step == total or requested):
                 save(step)
             if requested:
-                for run in runs:
-                    if run.snapshots:
-                        run.snapshots.flush()
+                flush(range(len(runs)))
                 where = runs[0].checkpoints.directory if every else None
                 if batched and where is not None:
                     where = where.parent.parent
@@ -204,6 +208,9 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     for run in runs:
         if run.snapshots:  # the last snapshot, the evolution figure, the explorer page: after training
             run.snapshots.finish(step if run.stopped_at is None else run.stopped_at)
+    if painters:
+        painters.draw()
+    for run in runs:
         if run.checkpoints:
             run.checkpoints.close()
 

@@ -20,13 +20,14 @@ import logging
 import time
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import numpy as np
 from flax import nnx
 
 from aejax.analysis.dense_decoder import dense_layers
+from aejax.analysis.painters import Painters
 from aejax.analysis.snapshot import (Projection, SnapshotConfig, interpolation_pair, limits_of, make_snapshot_fn,
                                      select_probe, table_columns, table_rows)
 from aejax.analysis.snapshot_files import snapshot_name
@@ -49,12 +50,13 @@ class SnapshotRecorder:
     """The host's side of one run's snapshots: its probe set, files, figures and logging."""
 
     def __init__(self, settings: SnapshotConfig, data: Dataset, run_dir: Path, tracker: Tracker, *, seed: int,
-                 label: str, latent_dim: int, vae: bool, painters: Optional[dict] = None):
+                 label: str, latent_dim: int, vae: bool, painters: Optional[Painters] = None):
         """``seed`` picks the probe set and the prior samples; ``label`` (the variant's name) titles the
         figures; ``latent_dim`` and ``vae`` (a Gaussian head: prior samples, interpolation) describe the
         built model. Data without labels gets no ``labels`` in its files and one colour in its figures.
         ``painters``: the figures' painters, shared by the recorders of one program (each figure is
-        built once and drawn for every run whose figure has its layout; each run's own colours)."""
+        built once and drawn for every run whose figure has its layout, each run's own colours; the
+        figures several runs owe are drawn in parallel, see ``aejax.analysis.painters``)."""
         sc = self.settings = settings
         self.tracker, self.variant = tracker, label
         self.latent_dim = latent_dim
@@ -75,7 +77,7 @@ class SnapshotRecorder:
         self.limits: Optional[np.ndarray] = None
         self.frames: list[tuple[np.ndarray, np.ndarray, str]] = []
         self._pending: Optional[tuple] = None
-        self._painters = {} if painters is None else painters
+        self._painters = Painters(1) if painters is None else painters
         self._started = time.perf_counter()
         self.figure_steps: list[int] = []  # the snapshots that got figures
         self.host_seconds = 0.0  # time the host spent on snapshots (fetch, files, figures, logging)
@@ -126,7 +128,9 @@ class SnapshotRecorder:
     def take(self, out: dict, index: Optional[int], step: int, epoch: float, last: bool = False) -> None:
         """Keep the snapshot program's dispatched output (row ``index`` of a seed batch's) until
         ``flush``; a pending one is flushed first."""
-        self.flush()
+        if self._pending is not None:
+            self.flush()
+            self._painters.draw()
         self._pending = (out, index, step, epoch, last)
 
     def _draw_figures(self, first: bool, last: bool) -> bool:
@@ -160,64 +164,74 @@ class SnapshotRecorder:
                                                          table_rows(arrays, self.class_names))}
         for i in range(min(self.latent_dim, self.settings.histogram_units)):
             media[f"latent/hist/z_{i}"] = Histogram(arrays["z"][:, i])
-        if self._draw_figures(first=len(self.frames) == 1, last=last):
-            media.update(self._figures(arrays, step, epoch))
-            self.figure_steps.append(step)
-        self.tracker.log_media(step, media)
         self.host_seconds += time.perf_counter() - start
+        if self._draw_figures(first=len(self.frames) == 1, last=last):
+            images, paint = self._figures(arrays, step, epoch)
+            self.figure_steps.append(step)
+            self._painters.submit(paint, lambda spent: self._log(step, {**media, **images}, spent))
+        else:
+            self.tracker.log_media(step, media)
+
+    def _log(self, step: int, media: dict[str, Media], spent: float) -> None:
+        """Log a snapshot's media once its figures are drawn (``spent`` seconds: the host's time)."""
+        self.tracker.log_media(step, media)
+        self.host_seconds += spent
 
     def _painter(self, kind: str, make):
         """The painter of ``kind`` for this run's layout (built by ``make`` the first time a program needs it)."""
         classes = None if self.labels is None else tuple(np.unique(self.labels))  # the legend's entries
         key = (kind, self.projection.is_pca, classes, tuple(self.class_names), len(self.x),
                None if self.image or kind != "recon" else id(self))  # vector data's figure holds its own inputs
-        if key not in self._painters:
-            self._painters[key] = make()
-        return self._painters[key]
+        return self._painters.get(key, make)
 
     def _colors(self) -> np.ndarray:
         from aejax.analysis import figures
 
         return figures.point_colors(self.labels, self.class_names, len(self.x))
 
-    def _figures(self, a: dict[str, np.ndarray], step: int, epoch: float) -> dict[str, Image]:
+    def _figures(self, a: dict[str, np.ndarray], step: int, epoch: float) -> tuple[dict[str, Image], Callable[[], None]]:
+        """The snapshot's figures as media, and what draws them (now or in a figure process)."""
         from aejax.analysis import figures
 
-        name = f"{snapshot_name(step)}.png"
+        name, limits, colors = f"{snapshot_name(step)}.png", self.limits, self._colors()
         title = f"{self.variant}, k={self.latent_dim}: step {step} (epoch {epoch:g})"
         axes = ("PC 1 of z", "PC 2 of z") if self.projection.is_pca else ("z₁", "z₂")
         scatter = self._painter("scatter", lambda: figures.LatentScatter(self.labels, self.class_names, axes, n=len(self.x)))
-        out = {"latent/scatter": scatter.draw(self.media / "latent" / name, a["z_2d"], a["grad_2d"], self.limits, title,
-                                              self._colors())}
+        draws = {"latent/scatter": (scatter, self.media / "latent" / name, a["z_2d"], a["grad_2d"], limits, title, colors)}
         n = self.settings.recon_examples
         if not self.image:
             recon = self._painter("recon", lambda: figures.DataSpace(self.x, self.labels, self.class_names))
-            out["latent/reconstructions"] = recon.draw(self.media / "reconstructions" / name,
-                                                       a["recon"].astype(np.float32), title, a.get("grid_decoded"))
-            return {key: Image(path, title) for key, path in out.items()}
-        recon = self._painter("recon", lambda: figures.ImageRows(["input", "output"]))
-        out["latent/reconstructions"] = recon.draw(self.media / "reconstructions" / name, [self.x[:n], a["recon"][:n]],
-                                                   title)
-        if "grid_decoded" in a:
-            out["latent/manifold"] = self._painter("manifold", figures.Manifold).draw(
-                self.media / "manifold" / name, a["grid_decoded"], a["grid_z1"], a["grid_z2"], self.limits,
-                f"decoded latent grid: {title}")
-        if "samples" in a:
-            side = int(np.sqrt(len(a["samples"])))
-            samples = self._painter(f"samples{side}", lambda: figures.ImageRows([""] * side))
-            out["vae/samples"] = samples.draw(self.media / "samples" / name,
-                                              [a["samples"][r * side:(r + 1) * side] for r in range(side)],
-                                              f"decoded from N(0, I): {title}")
-            interp = self._painter("interp", lambda: figures.ImageRows(["z(a) → z(b)"]))
-            out["vae/interpolation"] = interp.draw(self.media / "interpolation" / name, [a["interp"]],
-                                                   f"interpolation: {title}")
-        return {key: Image(path, title) for key, path in out.items()}
+            draws["latent/reconstructions"] = (recon, self.media / "reconstructions" / name,
+                                               a["recon"].astype(np.float32), title, a.get("grid_decoded"))
+        else:
+            recon = self._painter("recon", lambda: figures.ImageRows(["input", "output"]))
+            draws["latent/reconstructions"] = (recon, self.media / "reconstructions" / name,
+                                               [self.x[:n], a["recon"][:n]], title)
+            if "grid_decoded" in a:
+                draws["latent/manifold"] = (self._painter("manifold", figures.Manifold), self.media / "manifold" / name,
+                                            a["grid_decoded"], a["grid_z1"], a["grid_z2"], limits,
+                                            f"decoded latent grid: {title}")
+            if "samples" in a:
+                side = int(np.sqrt(len(a["samples"])))
+                samples = self._painter(f"samples{side}", lambda: figures.ImageRows([""] * side))
+                draws["vae/samples"] = (samples, self.media / "samples" / name,
+                                        [a["samples"][r * side:(r + 1) * side] for r in range(side)],
+                                        f"decoded from N(0, I): {title}")
+                interp = self._painter("interp", lambda: figures.ImageRows(["z(a) → z(b)"]))
+                draws["vae/interpolation"] = (interp, self.media / "interpolation" / name, [a["interp"]],
+                                              f"interpolation: {title}")
+
+        def paint() -> None:
+            for painter, *args in draws.values():
+                painter.draw(*args)
+
+        return {key: Image(args[1], title) for key, args in draws.items()}, paint
 
     def finish(self, step: int) -> None:
         """Flush the last snapshot; log the evolution figure and, if enabled, the explorer page."""
         self.flush()
-        start = time.perf_counter()
         media: dict[str, Media] = {}
+        paint = None
         if self.settings.images and self.frames:
             from aejax.analysis import figures
 
@@ -225,16 +239,22 @@ class SnapshotRecorder:
             axes = ("PC 1", "PC 2") if self.projection.is_pca else ("z₁", "z₂")
             painter = self._painter(f"evolution{len(picks)}", lambda: figures.Evolution(
                 len(picks), self.labels, self.class_names, len(self.x), axes))
-            path = painter.draw(self.media / "latent_evolution.png", [self.frames[i] for i in picks], self.limits,
-                                self._colors())
+            path, frames, limits, colors = self.media / "latent_evolution.png", [self.frames[i] for i in picks], \
+                self.limits, self._colors()
+            paint = lambda: painter.draw(path, frames, limits, colors)  # noqa: E731
             media["latent/evolution"] = Image(path, f"{self.variant}, k={self.latent_dim}: latent space over training")
-        if self.settings.explorer:
-            from aejax.analysis.explorer import write_explorer
 
-            media["latent/explorer"] = Html(write_explorer(self.run_dir))
-        if media:
-            self.tracker.log_media(step, media)
-        self.host_seconds += time.perf_counter() - start
+        def then(spent: float) -> None:
+            start = time.perf_counter()
+            if self.settings.explorer:  # its page shows the figures: after they are drawn
+                from aejax.analysis.explorer import write_explorer
+
+                media["latent/explorer"] = Html(write_explorer(self.run_dir))
+            if media:
+                self.tracker.log_media(step, media)
+            self.host_seconds += spent + time.perf_counter() - start
+
+        self._painters.submit(paint or (lambda: None), then)
 
 
 class Snapshots:
