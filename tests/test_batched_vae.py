@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 from conftest import compose_config, run_cli
 from interrupted import final_params, rows, summary
+from test_batched_padding import _check_against_separate, _equal_trees, _keys, _setup, _train_group
 
-from aejax.assemble import build_model, build_objective, build_optimizer
+from aejax.assemble import build_objective
 from aejax.batching.grouping import signature
-from aejax.batching.members import Members, per_model
-from aejax.batching.objective import CODE_SIZE, Overlay
-from aejax.training.state import create_train_state, split_seed
-from aejax.training.step import make_train_step
+from aejax.training.state import create_train_state
 from aejax.variants.objective import gaussian_noise
-
-STEPS = 6
 
 
 @pytest.mark.parametrize("batch, k, width", [(16, 2, 5), (128, 3, 64), (7, 1, 2), (5, 4, 4)])
@@ -40,49 +36,21 @@ def test_under_vmap_each_model_gets_its_own_draw():
         assert np.all(np.asarray(noise[i, :, k:]) == 0)
 
 
-def _setup(ks=(2, 5), lrs=(3e-3, 1e-2), free_bits=0.05):
-    cfgs = [compose_config("variant=vae", f"model.latent_dim={k}", f"optimizer.lr={lr}", "optimizer.grad_clip=0.5",
-                           f"variant.terms.kl.free_bits={free_bits}", "encoder.hidden=[12]", "decoder.hidden=[12]")
-            for k, lr in zip(ks, lrs)]
-    models = [lambda key, c=c: build_model(c, (10,), "sigmoid", key) for c in cfgs]
-    txs = [build_optimizer(c.optimizer, 100)[0] for c in cfgs]
-    values = [{"lr": lr, CODE_SIZE: k} for k, lr in zip(ks, lrs)]
-    group_tx = per_model(lambda v: build_optimizer(Overlay(cfgs[-1].optimizer, v), 100)[0], values[-1])
-    members = Members(seeds=[0, 1], models=models, txs=txs, values=values, schedules=[None, None],
-                      latent_dims=list(ks), configs=[{}, {}], template=models[-1], tx=group_tx)
-    return cfgs, models, txs, members, group_tx
-
-
-def _equal_trees(a, b, exact=False):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        if exact:
-            assert x.shape == y.shape and np.array_equal(np.asarray(x), np.asarray(y))
-        else:
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-
-
 def test_a_padded_vae_trains_as_its_unpadded_twin_and_its_padding_stays_zero():
-    cfgs, models, txs, members, group_tx = _setup()
+    # free bits on: the padded units' KL (0) must not be lifted to them
+    cfgs, models, txs, members, group_tx = _setup(extra=("variant=vae", "variant.terms.kl.free_bits=0.05"))
     objective = build_objective(cfgs[0].variant)
-    x = jax.random.uniform(jax.random.key(9), (STEPS, 16, 10))
-    w = jnp.ones(16)
-    keys = [split_seed(s, 4) for s in (0, 1)]
-    init_key, state_key = jnp.stack([k[0] for k in keys]), jnp.stack([k[2] for k in keys])
+    init_key, state_key = _keys()
+    first, group, metrics = _train_group(members, objective, group_tx, init_key, state_key)
 
-    graphdef, group = members.init(init_key, state_key)
     # the mean's units and the log-variance's keep their places: [mean_2, 0 0 0, logvar_2, 0 0 0]
     _, start = create_train_state(models[0], txs[0], init_key[0], state_key[0])
-    own_kernel, kernel = np.asarray(start.params["bottleneck"]["kernel"][...]), np.asarray(group.params["bottleneck"]["kernel"][...][0])
+    own_kernel = np.asarray(start.params["bottleneck"]["kernel"][...])
+    kernel = np.asarray(first.params["bottleneck"]["kernel"][...][0])
     assert kernel.shape == (12, 10)
     np.testing.assert_array_equal(kernel[:, 0:2], own_kernel[:, 0:2])
     np.testing.assert_array_equal(kernel[:, 5:7], own_kernel[:, 2:4])
 
-    group_step = jax.jit(jax.vmap(members.train_step(graphdef, objective, group_tx), in_axes=(0, None, None)))
-    for i in range(STEPS):
-        group, metrics = group_step(group, x[i], w)
     kernel = np.asarray(group.params["bottleneck"]["kernel"][...][0])
     bias = np.asarray(group.params["bottleneck"]["bias"][...][0])
     assert np.all(kernel[:, 2:5] == 0) and np.all(kernel[:, 7:] == 0) and np.all(bias[2:5] == 0) and np.all(bias[7:] == 0)
@@ -91,16 +59,8 @@ def test_a_padded_vae_trains_as_its_unpadded_twin_and_its_padding_stays_zero():
     assert decoder_in.shape == (5, 12) and np.all(decoder_in[2:] == 0) and np.any(decoder_in[:2] != 0)
     # all of the padding, Adam's moments too, is zero: widening each model's own state gives the group's
     _equal_trees(members.stack([members.own(group, i) for i in range(2)]), group, exact=True)
-
-    for i, (model, tx) in enumerate(zip(models, txs)):  # each model against its separate training
-        g, alone = create_train_state(model, tx, init_key[i], state_key[i])
-        step = jax.jit(make_train_step(g, objective, tx))
-        for s in range(STEPS):
-            alone, m = step(alone, x[s], w)
-        _equal_trees(members.own(group, i), alone)  # the separate run's checkpoint layout and values
-        for name in ("loss", "recon", "kl"):
-            np.testing.assert_allclose(metrics[name][i], m[name], rtol=1e-5, err_msg=name)
-    assert not np.isclose(metrics["loss"][0], metrics["loss"][1])
+    _check_against_separate(members, models, txs, objective, group, metrics, init_key, state_key,
+                            ("loss", "recon", "kl"))
 
 
 def test_vaes_of_different_code_sizes_share_a_signature():
