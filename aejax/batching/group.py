@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from aejax.assemble import Assembled, assemble, build_optimizer, load_data
 from aejax.batching.grouping import optimizer_values, split
 from aejax.batching.members import Members, own_state_shapes, per_model
-from aejax.batching.objective import Overlay, objective_values
+from aejax.batching.objective import CODE_SIZE, Overlay, objective_values
 from aejax.config import validate
 from aejax.rundir import read_summary
 from aejax.runlock import finished_already, own
@@ -93,7 +93,8 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
     total = steps_per_epoch(num_train, tparts.trainer.batch_size, tparts.trainer.drop_last) * tparts.trainer.epochs
     # only the values that differ ride per model; the others stay constants of the program, as in each
     # separate run (a traced b1 or eps rounds differently from a constant one, and that adds up)
-    values = [{**optimizer_values(r.cfg), **objective_values(r.cfg)} for r in chunk]
+    # (a padded model's code size among them: a Gaussian head samples its own units only)
+    values = [{**optimizer_values(r.cfg), **objective_values(r.cfg), CODE_SIZE: r.cfg.model.latent_dim} for r in chunk]
     varying = sorted(k for k in values[0] if len({v[k] for v in values}) > 1)
     values = [{k: v[k] for k in varying} for v in values]
     opt_cfg = template.cfg.optimizer

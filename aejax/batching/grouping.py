@@ -1,8 +1,8 @@
 """Which jobs of a sweep can share one compiled program, and how a group is cut to fit memory.
 
 Two jobs share a program when their validated configs are equal but for what a group can vary per
-model: ``seed``, ``model.latent_dim`` (codes padded to the group's largest; only where padding is
-exact, see ``PAD_TERMS``), the scalar optimizer values in ``OPTIMIZER_VALUES`` (a built-in
+model: ``seed``, ``model.latent_dim`` (codes padded to the group's largest, VAEs' too; only where
+padding is exact, see ``PAD_TERMS``), the scalar optimizer values in ``OPTIMIZER_VALUES`` (a built-in
 optimizer), the objective's values (``aejax.batching.objective.objective_keys``), and what each job keeps for itself anyway (its logger, its resume and overwrite
 settings, its progress bar). A job that fits no group, or cannot be batched at all (``alone``),
 runs by itself as the basic launcher runs it.
@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 # optimizer, aejax.batching.members.per_model); others (schedule, warmup_steps, momentum, ...) shape
 # the program and must be equal
 OPTIMIZER_VALUES = ("lr", "final_lr_fraction", "grad_clip", "b1", "b2", "eps", "weight_decay")
-# terms that a zero-padded code leaves unchanged (they sum over the code's units, or do not read it);
-# l1 is a mean over the units (it would change with the padding) and a Gaussian head samples noise
-# of the code's width (other draws)
-PAD_TERMS = frozenset({"contractive", "kl_sparsity"})
+# terms that a zero-padded code leaves unchanged: they sum over the code's units or do not read it,
+# and the KL of a Gaussian head leaves the padded units out (the objective's code_size, which also
+# gives each model its own noise on its own units: aejax.batching.objective); l1 is a mean over the
+# units (it would change with the padding)
+PAD_TERMS = frozenset({"contractive", "kl_sparsity", "kl"})
 OWN_KEYS = ("seed", "logger", "trainer.resume", "trainer.overwrite", "trainer.progress")
 
 
@@ -50,10 +51,23 @@ def alone(cfg: DictConfig) -> Optional[str]:
 
 
 def paddable(cfg: DictConfig) -> bool:
-    """Whether jobs of ``cfg``'s kind can differ in ``model.latent_dim`` (padded codes are exact)."""
-    v = cfg.variant
-    return (v.head == "deterministic" and set(v.terms) <= PAD_TERMS
+    """Whether jobs of ``cfg``'s kind can differ in ``model.latent_dim`` (padded codes are exact):
+    built-in networks (their parameters that size with the code are known: the decoder's input
+    rows, and the bottleneck laid out by the model's ``code_layout``, a Gaussian head's mean and
+    log-variance apart) and the built-in terms of ``PAD_TERMS``."""
+    terms = cfg.variant.terms
+    return (all(name in PAD_TERMS and TARGET not in term for name, term in terms.items())
             and TARGET not in cfg.encoder and TARGET not in cfg.decoder)
+
+
+def _padded_size(cfg: DictConfig) -> str:
+    """What of a padded job's code size its program still depends on: whether the contractive
+    term's ``auto`` estimator is exact at this size (at most ``exact_max`` units, or inputs: in the
+    program the group's largest code decides, so a group keeps to one side of ``exact_max``)."""
+    term = cfg.variant.terms.get("contractive")
+    if term is None or term.estimator != "auto":
+        return "<per model>"
+    return f"<per model, {'at most' if cfg.model.latent_dim <= term.exact_max else 'over'} {term.exact_max}>"
 
 
 def _parent(tree: dict, key: str) -> tuple[dict, str]:
@@ -72,7 +86,7 @@ def signature(cfg: DictConfig) -> str:
         node, last = _parent(plain, key)
         node.pop(last, None)
     if paddable(cfg):
-        plain["model"].pop("latent_dim")
+        plain["model"]["latent_dim"] = _padded_size(cfg)
     if TARGET not in cfg.optimizer:
         opt = plain["optimizer"]
         for key in OPTIMIZER_VALUES:

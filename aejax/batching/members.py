@@ -5,8 +5,12 @@ of the group. A model with a smaller code is initialised at its own size, exactl
 run is, and then padded with zeros to the template: the padded code units are zero, their weights
 in the decoder are zero, and so every padded weight gets exactly zero gradient and zero update
 (Adam, AdamW, SGD: a zero gradient moves no moment), so the padded model trains as its unpadded
-twin. Its optimizer values (``optimizer.lr``, ``grad_clip``, ...) ride in its optimizer state
-(``Hyper``), one scalar per model under ``vmap``, and rebuild the job's own optimizer in each step.
+twin. A Gaussian head's mean and log-variance are padded each in its own block
+(``aejax.batching.padding``), and a VAE's code size rides per model (the objective's
+``code_size``): its padded units sample no noise (their code stays zero), and its noise is its
+separate run's draw. Its optimizer values (``optimizer.lr``, ``grad_clip``, ...) ride in its
+optimizer state (``Hyper``), one scalar per model under ``vmap``, and rebuild the job's own
+optimizer in each step.
 
 ``own(state, i)`` is model ``i`` as its separate run holds it: the padding sliced off, the optimizer
 state without the values. That is what its checkpoints, its evaluation and its summary see, so a
@@ -22,6 +26,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from aejax.batching import padding
 from aejax.batching.objective import group_eval_fn, group_train_step
 from aejax.training.state import TrainState, variables
 
@@ -46,18 +51,6 @@ def per_model(build: Callable[[dict[str, jax.Array]], optax.GradientTransformati
         return out, Hyper(state.values, inner)
 
     return optax.GradientTransformation(init, update)
-
-
-def _pad(a: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """``a`` with zeros after its values along each axis, up to ``shape`` (a leading models axis kept)."""
-    lead = a.ndim - len(shape)
-    if tuple(a.shape[lead:]) == tuple(shape):
-        return a
-    return jnp.pad(a, [(0, 0)] * lead + [(0, t - s) for s, t in zip(a.shape[lead:], shape)])
-
-
-def _cut(a: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    return a[tuple(slice(0, d) for d in shape)]
 
 
 def own_state_shapes(make_model: Callable[[jax.Array], nnx.Module], tx: optax.GradientTransformation):
@@ -95,6 +88,7 @@ class Members:
             lambda i=self.latent_dims.index(k): self.models[i](jax.random.key(0)))) for k in shapes})
         template = nnx.eval_shape(lambda: self.template(jax.random.key(0)))
         object.__setattr__(self, "_template", (nnx.graphdef(template), nnx.state(template, nnx.Param)))
+        object.__setattr__(self, "_blocks", padding.layout(template))  # a Gaussian head's mean and log-variance
         object.__setattr__(self, "_owned", {})  # the compiled cut of every model's own state, its last result
 
     def graphdef(self, i: int) -> nnx.GraphDef:
@@ -114,7 +108,7 @@ class Members:
             for idx in sizes:
                 make = self.models[idx[0]]
                 made = jax.vmap(lambda key: nnx.state(make(key), nnx.Param))(init_key[jnp.array(idx)])
-                made = jax.tree.map(lambda a, t: _pad(a, t.shape), made, template)
+                made = padding.fit(padding.pad, made, template, self._blocks)
                 for j, i in enumerate(idx):
                     params[i] = jax.tree.map(lambda a: a[j], made)
             stacked = jax.tree.map(lambda *a: jnp.stack(a), *params)
@@ -138,18 +132,16 @@ class Members:
     def _cut_own(self, state: TrainState, i: int) -> TrainState:
         shapes = self._shapes[self.latent_dims[i]]
         one = jax.tree.map(lambda a: a[i], state)
-        return one.replace(params=jax.tree.map(lambda a, t: _cut(a, t.shape), one.params, shapes.params),
-                           opt_state=jax.tree.map(lambda a, t: _cut(a, t.shape), one.opt_state.inner,
-                                                  shapes.opt_state))
+        return one.replace(params=padding.fit(padding.cut, one.params, shapes.params, self._blocks),
+                           opt_state=padding.fit(padding.cut, one.opt_state.inner, shapes.opt_state, self._blocks))
 
     def widen(self, own: TrainState, i: int) -> TrainState:
         """The inverse of ``own``: model ``i``'s state padded to the template, its values added."""
         _, template = self._template
         like = jax.eval_shape(self.tx.init, template)
         values = {k: jnp.asarray(v, jnp.float32) for k, v in self.values[i].items()}
-        return own.replace(params=jax.tree.map(lambda a, t: _pad(a, t.shape), own.params, template),
-                           opt_state=Hyper(values, jax.tree.map(lambda a, t: _pad(a, t.shape), own.opt_state,
-                                                                like.inner)))
+        return own.replace(params=padding.fit(padding.pad, own.params, template, self._blocks),
+                           opt_state=Hyper(values, padding.fit(padding.pad, own.opt_state, like.inner, self._blocks)))
 
     def stack(self, states: list[TrainState]) -> TrainState:
         """The group's state from each model's own (restored from its checkpoints)."""
@@ -189,7 +181,7 @@ class Members:
         """The parameters of models ``idx`` (all of one code size), cut to that size."""
         shapes = self._shapes[self.latent_dims[idx[0]]].params
         pick = jnp.array(idx)
-        return jax.tree.map(lambda a, t: _cut(a[pick], (len(idx), *t.shape)), params, shapes)
+        return padding.fit(padding.cut, jax.tree.map(lambda a: a[pick], params), shapes, self._blocks, (len(idx),))
 
 
 class GroupSnapshots:

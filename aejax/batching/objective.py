@@ -9,6 +9,10 @@ in the validation program: a term's weight multiplies its value, sigma scales th
 thresholds the uniform draws exactly as the job's constants do, and each model draws its noise
 from its own key, so every job trains as its separate run. What a value decides in Python (a
 term's ``free_bits`` on or off, an estimator, a patch count) stays part of the group's signature.
+
+A group whose models differ in ``model.latent_dim`` carries it too (``CODE_SIZE``): the objective's
+``code_size``, with which a Gaussian head samples each model's own noise on its own units only
+(``aejax.variants.objective.gaussian_noise``) and the KL leaves the padded units out.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from aejax.registry import TARGET
 # to a number of patches in Python: it is part of the program)
 CORRUPTION_LEVELS = {"gaussian": "sigma", "mask": "rate", "salt_pepper": "rate"}
 PREFIX = "variant."
+CODE_SIZE = "model.latent_dim"  # a padded model's own code size, among its values when the group's differ
 
 
 class Overlay:
@@ -67,8 +72,11 @@ def objective_values(cfg: DictConfig) -> dict[str, float]:
 
 def with_values(objective, values: dict[str, jax.Array]):
     """``objective`` (an ``aejax.variants.objective.Objective``) with the per-model ``values`` among
-    ``values`` (keys of ``objective_keys``; the optimizer's are ignored) in place of its constants."""
+    ``values`` (keys of ``objective_keys`` and ``CODE_SIZE``; the optimizer's are ignored) in place of
+    its constants."""
     own = {k[len(PREFIX):]: v for k, v in values.items() if k.startswith(PREFIX)}
+    if CODE_SIZE in values:
+        objective = dataclasses.replace(objective, code_size=values[CODE_SIZE])
     if not own:
         return objective
     corruption = objective.corruption

@@ -55,6 +55,14 @@ class Autoencoder(Coding, nnx.Module):
         width = 2 * latent_dim if head == "gaussian" else latent_dim
         return cls(encoder, nnx.Linear(encoder.features, width, rngs=rngs), decoder, latent_dim, head, output)
 
+    def code_layout(self) -> dict[tuple[str, ...], int]:
+        """Parameters whose last axis is made of blocks of ``latent_dim`` values, by their path in
+        ``nnx.state(model)``, and how many blocks: a Gaussian head's bottleneck is the mean's units
+        then the log-variance's (2). A batched sweep pads each block to the group's largest code
+        (``aejax.batching.members``); every other parameter that sizes with the code (the
+        decoder's input rows) is one block, padded at its end."""
+        return {("bottleneck", "kernel"): 2, ("bottleneck", "bias"): 2} if self.head == "gaussian" else {}
+
     def features(self, x: jax.Array) -> jax.Array:
         """The encoder's output: the last hidden activations before the bottleneck."""
         return self.encoder(x)

@@ -39,6 +39,7 @@ class Forward:
     features: jax.Array  # the encoder's last hidden activations
     mean: jax.Array  # the code, or the posterior mean of a Gaussian head
     logvar: Optional[jax.Array]  # the posterior log-variance, None for a deterministic head
+    code_size: Optional[jax.Array] = None  # the model's own units when its code is padded (a batched group)
 
 
 TermFn = Callable[[Forward, DictConfig, jax.Array, bool], jax.Array]
@@ -145,6 +146,8 @@ def kl(f: Forward, cfg: DictConfig, rng: jax.Array, training: bool) -> jax.Array
     units = gaussian_kl(f.mean, f.logvar)
     if training and cfg.free_bits > 0:
         units = jnp.maximum(units, cfg.free_bits)
+    if f.code_size is not None:  # padded units (mean and log-variance 0: KL 0) owe no free bits
+        units = jnp.where(jnp.arange(units.shape[-1]) < f.code_size, units, 0.0)
     return jnp.sum(units, axis=-1) / math.prod(f.x.shape[1:])
 
 
