@@ -62,6 +62,14 @@ def own_state_shapes(make_model: Callable[[jax.Array], nnx.Module], tx: optax.Gr
     return jax.eval_shape(build, jax.random.key(0))
 
 
+def _state_shapes(model: nnx.Module, tx: optax.GradientTransformation):
+    """``own_state_shapes`` of an abstract ``model`` (``nnx.eval_shape``'s): built once, not again."""
+    params = nnx.state(model, nnx.Param)
+    key = jax.eval_shape(jax.random.key, 0)
+    return TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params, opt_state=jax.eval_shape(tx.init, params),
+                      rng=key)
+
+
 @dataclass(frozen=True)
 class Members:
     """The models of a group, in job order: each one's seed, model factory, own optimizer (for its
@@ -79,14 +87,15 @@ class Members:
     tx: optax.GradientTransformation
 
     def __post_init__(self):
-        shapes = {}
-        for i, k in enumerate(self.latent_dims):
+        shapes, graphdefs, built = {}, {}, {}
+        for i, k in enumerate(self.latent_dims):  # one abstract model per code size: its structure and state's shapes
             if k not in shapes:
-                shapes[k] = own_state_shapes(self.models[i], self.txs[i])
+                built[k] = nnx.eval_shape(lambda i=i: self.models[i](jax.random.key(0)))
+                graphdefs[k], shapes[k] = nnx.graphdef(built[k]), _state_shapes(built[k], self.txs[i])
         object.__setattr__(self, "_shapes", shapes)
-        object.__setattr__(self, "_graphdefs", {k: nnx.graphdef(nnx.eval_shape(
-            lambda i=self.latent_dims.index(k): self.models[i](jax.random.key(0)))) for k in shapes})
-        template = nnx.eval_shape(lambda: self.template(jax.random.key(0)))
+        object.__setattr__(self, "_graphdefs", graphdefs)
+        template = built[max(shapes)] if self.template is self.models[self.latent_dims.index(max(shapes))] \
+            else nnx.eval_shape(lambda: self.template(jax.random.key(0)))
         object.__setattr__(self, "_template", (nnx.graphdef(template), nnx.state(template, nnx.Param)))
         object.__setattr__(self, "_blocks", padding.layout(template))  # a Gaussian head's mean and log-variance
         object.__setattr__(self, "_owned", {})  # the compiled cut of every model's own state, its last result
