@@ -6,6 +6,13 @@ exact, see ``PAD_TERMS``), the scalar optimizer values in ``OPTIMIZER_VALUES`` (
 optimizer), the objective's values (``aejax.batching.objective.objective_keys``), and what each job keeps for itself anyway (its logger, its resume and overwrite
 settings, its progress bar). A job that fits no group, or cannot be batched at all (``alone``),
 runs by itself as the basic launcher runs it.
+
+Jobs with ``trainer.parallel=sharded`` (or ``auto`` where it picks sharded: several accelerators)
+group as the others do, and their group trains as one program over all devices with its models
+spread over them (``aejax.training.parallel.Models``: each device its own models on whole
+batches; a group that the devices do not divide evenly is padded with copies of its last model,
+fewer than the models on one device). ``pmap`` keeps a copy of one model on each device, which
+a group does not do: such jobs run alone.
 """
 from __future__ import annotations
 
@@ -39,8 +46,9 @@ def alone(cfg: DictConfig) -> Optional[str]:
         return "a seed batch (trainer.num_seeds > 1) is a batched program already"
     if trainer.feed == "stream":
         return "trainer.feed=stream: a group keeps the training split in device memory"
-    if trainer.parallel in ("sharded", "pmap"):
-        return f"trainer.parallel={trainer.parallel}: a group trains on one device"
+    if trainer.parallel == "pmap":
+        return ("trainer.parallel=pmap: a group spreads its models over the devices in one program "
+                "(trainer.parallel=sharded), not a copy of each model per device")
     if cfg.distributed.mode == "on" or cfg.distributed.coordinator is not None:
         return "distributed.*: a group runs in one process"
     if cfg.variant.get("code", "dense") != "dense":
