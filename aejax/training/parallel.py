@@ -247,8 +247,9 @@ class Models(Layout):
         self._spread = jax.jit(lambda tree: jax.tree.map(pad, tree), out_shardings=self.sharding)
 
     def place(self, tree):
-        """The ``n`` models' arrays padded to ``padded`` and split over the devices."""
-        return self._spread(tree)
+        """The ``n`` models' arrays padded to ``padded`` and split over the devices (from wherever they
+        are: a fresh group's, or each model's restored from its checkpoints onto one device)."""
+        return self._spread(replicate(tree, self.mesh))
 
     def test_split(self, x, chunk):
         return replicate(pad_to_chunks(x, chunk), self.mesh)
