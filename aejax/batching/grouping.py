@@ -115,10 +115,11 @@ def group_jobs(keys: list[Optional[str]]) -> list[list[int]]:
     return out
 
 
-def split(n: int, per_model: int, budget: int, max_models: Optional[int]) -> list[int]:
+def split(n: int, per_model: int, budget: int, max_models: Optional[int], devices: int = 1) -> list[int]:
     """Sizes of the programs a group of ``n`` models is cut into: as many models as ``budget`` bytes
-    hold at ``per_model`` bytes each (and at most ``max_models``), in programs of even size."""
-    fit = max(1, budget // max(per_model, 1))
+    (of each of ``devices`` devices the models are spread over) hold at ``per_model`` bytes each
+    (and at most ``max_models``), in programs of even size."""
+    fit = max(1, budget // max(per_model, 1)) * devices
     if max_models:
         fit = min(fit, max_models)
     parts = math.ceil(n / fit)
