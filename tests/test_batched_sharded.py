@@ -5,18 +5,15 @@ group resumes as if it had not stopped.
 
 conftest.py gives the suite 8 virtual CPU devices; the runs with 2 or 3 devices set their own
 XLA_FLAGS."""
-import shlex
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import DEVICE_COUNT_FLAG, USER_XLA_FLAGS, compose_config, offline_env, run_cli
-from interrupted import RUN, checkpoint_steps, final_params, rows, summary
+from interrupted import RUN, final_params, preempt_sweep, rows, summary
 from jax.sharding import PartitionSpec as P
 
 from aejax.assemble import build_model, build_objective, build_optimizer
@@ -167,19 +164,9 @@ def test_a_preempted_sharded_group_resumes_as_if_never_stopped(tmp_path):
     """Three models over 2 devices (2 on each, one copy): preempted, resumed with the printed command, equal
     to the same group never stopped."""
     sweep, args = tmp_path / "sweep", ("model.latent_dim=2,3,4", "trainer.parallel=sharded", *RUN)
-    proc = subprocess.Popen([sys.executable, "-m", "aejax", "-m", BATCHED, *args, f"hydra.sweep.dir={sweep}"],
-                            cwd=tmp_path, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (checkpoint_steps(sweep / "2") and checkpoint_steps(sweep / "2")[-1] >= 24):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 75, err
+    command = preempt_sweep([BATCHED, *args], sweep, "2", tmp_path, env=_env(2))
     stopped = summary(sweep / "0")["preempted_at_step"]
     assert stopped < 480
-    (line,) = [line for line in err.splitlines() if line.startswith("continue it with: ")]
-    command = shlex.split(line.split(": ", 1)[1])
     out = _cli(*command[1:], cwd=tmp_path, devices=2)
     assert out.returncode == 0, out.stderr
     assert "train as one program of 3 models" in out.stderr and "3 jobs finished" in out.stderr
