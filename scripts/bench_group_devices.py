@@ -5,7 +5,8 @@ replicated (the single run's ``sharded`` layout under the group's ``vmap``).
 
 The epochs of the three take turns for ``--rounds`` rounds after a compiled warm-up epoch each,
 through the loop's memory runner (training only: no validation, snapshots or files), and the
-median seconds per epoch are printed with the load average.
+median seconds per epoch are printed with the load average and how many cores the process kept
+busy meanwhile (its CPU seconds per second).
 
 Usage: python scripts/bench_group_devices.py [--devices 2] [--models 12] [--epochs 10] [--rounds 3]
 """
@@ -65,24 +66,27 @@ def main() -> None:
     steps = -(-data.num_train // cfg.trainer.batch_size)
     order = jax.jit(jax.vmap(epoch_key, in_axes=(0, None)))
     seconds: dict[str, list[float]] = {name: [] for name in layouts}
+    cores: dict[str, list[float]] = {name: [] for name in layouts}  # this process's CPU seconds per second
     epoch = 0
     for r in range(args.rounds + 1):  # round 0: a warm-up epoch each
         for name in layouts:
             count = 1 if r == 0 else args.epochs
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for _ in range(count):
                 epoch += 1
                 states[name], metrics = runs[name](states[name], order(orders[name], epoch), 0, steps)
             jax.block_until_ready((states[name], metrics))
             if r:
-                seconds[name].append((time.perf_counter() - start) / count)
+                took = time.perf_counter() - start
+                seconds[name].append(took / count)
+                cores[name].append((time.process_time() - cpu) / took)
     one = statistics.median(seconds["one device"])
     print(f"{n} models, {' '.join(args.overrides)}, batch {cfg.trainer.batch_size}, {steps} steps an epoch; "
           f"median of {args.rounds} rounds of {args.epochs} epochs")
-    print("| layout | seconds per epoch | |\n|---|---|---|")
+    print("| layout | seconds per epoch | | cores busy |\n|---|---|---|---|")
     for name in layouts:
         s = statistics.median(seconds[name])
-        print(f"| {name} | {s:.4f} | {s / one:.2f}x |")
+        print(f"| {name} | {s:.4f} | {s / one:.2f}x | {statistics.median(cores[name]):.2f} |")
     print(f"load average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
