@@ -133,7 +133,8 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         damaged = [at for run in runs if run.snapshots for at in run.snapshots.damaged()]
         step, state = restore(runs, state, own, before=min(damaged) if damaged else None,
                               stack=members.stack if members else None)
-        state = parallel.place(state)
+        if members:  # a group's states come back from their checkpoints on one device; a run's where it was
+            state = parallel.place(state)
         for run in runs:
             run.tracker.rewind(step)
             if run.snapshots:
