@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -97,3 +99,22 @@ def reference_run(tmp_path_factory, *overrides: str) -> Path:
     out = train(f"hydra.run.dir={run_dir}", *overrides, cwd=run_dir.parent)
     assert out.returncode == 0, out.stderr
     return run_dir
+
+
+def preempt_sweep(args: list[str], sweep: Path, last_job: str, cwd: Path, env: dict | None = None) -> list[str]:
+    """Start the multirun ``aejax -m *args`` into ``sweep``, SIGTERM it once job ``last_job`` has a
+    checkpoint at step 24 or later, check that it stopped as preempted (exit 75), and return the
+    command it prints to continue it (``aejax-train ... trainer.resume=true``, split)."""
+    proc = subprocess.Popen([sys.executable, "-m", "aejax", "-m", *args, f"hydra.sweep.dir={sweep}"], cwd=cwd,
+                            env=env or offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (checkpoint_steps(sweep / last_job) and checkpoint_steps(sweep / last_job)[-1] >= 24):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    (line,) = [line for line in err.splitlines() if line.startswith("continue it with: ")]
+    command = shlex.split(line.split(": ", 1)[1])
+    assert command[-1] == "trainer.resume=true"
+    return command

@@ -107,3 +107,6 @@ def test_a_group_is_cut_into_even_programs_that_fit_the_budget():
     assert split(12, per_model=100, budget=500, max_models=None) == [4, 4, 4]  # 5 fit: 3 programs, even
     assert split(7, per_model=100, budget=10_000, max_models=3) == [3, 2, 2]
     assert split(3, per_model=10_000, budget=500, max_models=None) == [1, 1, 1]  # not one fits: one at a time
+    # spread over 4 devices (trainer.parallel=sharded): each device holds 5, so programs of up to 20
+    assert split(30, per_model=100, budget=500, max_models=None, devices=4) == [15, 15]
+    assert split(30, per_model=100, budget=500, max_models=12, devices=4) == [10, 10, 10]

@@ -2,17 +2,14 @@
 ``model.latent_dim x seed x optimizer.lr`` trained as one program equals its basic-launcher run
 (rows, parameters, snapshots, summary, .hydra files); a diverging model leaves its group going;
 jobs that cannot be batched run alone; a preempted batched sweep resumes as if it had not stopped."""
-import shlex
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
 from conftest import offline_env, run_cli
-from interrupted import RUN, checkpoint_steps, final_params, rows, summary
+from interrupted import RUN, final_params, preempt_sweep, rows, summary
 
 from aejax.sweep import sweep_group
 from aejax.tracking.wandb_file import read_run
@@ -107,21 +104,11 @@ def test_a_diverging_model_leaves_its_group_going_and_unbatchable_jobs_run_alone
 
 def test_a_preempted_batched_sweep_resumes_as_if_never_stopped(tmp_path):
     sweep, args = tmp_path / "sweep", ("model.latent_dim=2,3", "optimizer.lr=1e-3,3e-3", *RUN)
-    proc = subprocess.Popen([sys.executable, "-m", "aejax", "-m", BATCHED, *args, f"hydra.sweep.dir={sweep}"],
-                            cwd=tmp_path, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (checkpoint_steps(sweep / "3") and checkpoint_steps(sweep / "3")[-1] >= 24):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 75, err
+    command = preempt_sweep([BATCHED, *args], sweep, "3", tmp_path)
     assert all(summary(sweep / str(j))["status"] == "preempted" for j in range(4))
     stopped = summary(sweep / "0")["preempted_at_step"]
     assert stopped < 480
-    (line,) = [line for line in err.splitlines() if line.startswith("continue it with: ")]
-    command = shlex.split(line.split(": ", 1)[1])
-    assert BATCHED in command and command[-1] == "trainer.resume=true"
+    assert BATCHED in command
     out = subprocess.run([sys.executable, "-m", "aejax", *command[1:]], cwd=tmp_path, env=offline_env(),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -116,8 +116,13 @@ def _program(chunk: list[_Ready], num_train: int) -> Assembled:
 def programs(ready: list[_Ready], data_bytes: int, example_values: int, max_models: Optional[int],
              budget: Optional[int] = None) -> list[list[_Ready]]:
     """The group cut into programs: fresh and resumed jobs apart, each part as large as the memory
-    budget (``budget`` bytes, default the device's, less the training split) and ``max_models`` allow."""
+    budget (``budget`` bytes, default the device's, less the training split, on each device the
+    models are spread over under ``trainer.parallel=sharded``) and ``max_models`` allow."""
+    from aejax.training.parallel import data_mesh
+
     budget = (budget or memory_budget()) - data_bytes
+    mesh = data_mesh(ready[0].cfg.trainer.parallel) if ready else None
+    devices = mesh.size if mesh is not None else 1
     out = []
     for resume in (False, True):
         part = [r for r in ready if r.resume == resume]
@@ -130,11 +135,12 @@ def programs(ready: list[_Ready], data_bytes: int, example_values: int, max_mode
             continue
         # the largest code needs the most (the others are padded to it): one model's shapes traced, not n
         per_model = model_bytes(max(part, key=lambda r: r.cfg.model.latent_dim), example_values)
-        sizes = split(len(part), per_model, budget, max_models)
+        sizes = split(len(part), per_model, budget, max_models, devices)
         if len(sizes) > 1:
             log.warning("a group of %d jobs is cut into %d programs of %s models (about %.1f MiB per model, "
-                        "%.1f MiB budget%s)", len(part), len(sizes), "/".join(map(str, sizes)), per_model / 2**20,
-                        budget / 2**20, f", hydra.launcher.max_models={max_models}" if max_models else "")
+                        "%.1f MiB budget%s%s)", len(part), len(sizes), "/".join(map(str, sizes)), per_model / 2**20,
+                        budget / 2**20, f" on each of {devices} devices" if devices > 1 else "",
+                        f", hydra.launcher.max_models={max_models}" if max_models else "")
         start = 0
         for size in sizes:
             out.append(part[start:start + size])

@@ -6,6 +6,13 @@ padding is exact, see ``PAD_TERMS``), the scalar optimizer values in ``OPTIMIZER
 optimizer), the objective's values (``aejax.batching.objective.objective_keys``), and what each job keeps for itself anyway (its logger, its resume and overwrite
 settings, its progress bar). A job that fits no group, or cannot be batched at all (``alone``),
 runs by itself as the basic launcher runs it.
+
+Jobs with ``trainer.parallel=sharded`` (or ``auto`` where it picks sharded: several accelerators)
+group as the others do, and their group trains as one program over all devices with its models
+spread over them (``aejax.training.parallel.Models``: each device its own models on whole
+batches; a group that the devices do not divide evenly is padded with copies of its last model,
+fewer than the models on one device). ``pmap`` keeps a copy of one model on each device, which
+a group does not do: such jobs run alone.
 """
 from __future__ import annotations
 
@@ -40,8 +47,9 @@ def alone(cfg: DictConfig) -> Optional[str]:
         return "a seed batch (trainer.num_seeds > 1) is a batched program already"
     if trainer.feed == "stream":
         return "trainer.feed=stream: a group keeps the training split in device memory"
-    if trainer.parallel in ("sharded", "pmap"):
-        return f"trainer.parallel={trainer.parallel}: a group trains on one device"
+    if trainer.parallel == "pmap":
+        return ("trainer.parallel=pmap: a group spreads its models over the devices in one program "
+                "(trainer.parallel=sharded), not a copy of each model per device")
     if cfg.distributed.mode == "on" or cfg.distributed.coordinator is not None:
         return "distributed.*: a group runs in one process"
     if cfg.variant.get("code", "dense") != "dense":
@@ -121,10 +129,11 @@ def group_jobs(keys: list[Optional[str]]) -> list[list[int]]:
     return out
 
 
-def split(n: int, per_model: int, budget: int, max_models: Optional[int]) -> list[int]:
+def split(n: int, per_model: int, budget: int, max_models: Optional[int], devices: int = 1) -> list[int]:
     """Sizes of the programs a group of ``n`` models is cut into: as many models as ``budget`` bytes
-    hold at ``per_model`` bytes each (and at most ``max_models``), in programs of even size."""
-    fit = max(1, budget // max(per_model, 1))
+    (of each of ``devices`` devices the models are spread over) hold at ``per_model`` bytes each
+    (and at most ``max_models``), in programs of even size."""
+    fit = max(1, budget // max(per_model, 1)) * devices
     if max_models:
         fit = min(fit, max_models)
     parts = math.ceil(n / fit)

@@ -13,7 +13,8 @@ optimizer state (``Hyper``), one scalar per model under ``vmap``, and rebuild th
 optimizer in each step.
 
 ``own(state, i)`` is model ``i`` as its separate run holds it: the padding sliced off, the optimizer
-state without the values. That is what its checkpoints, its evaluation and its summary see, so a
+state without the values, on one device (also when the group's models are spread over several,
+``parallel.Models``). That is what its checkpoints, its evaluation and its summary see, so a
 job's checkpoint is the same file its separate run writes, and it resumes in any group (or alone).
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flax import nnx
 
 from aejax.batching import padding
 from aejax.batching.objective import group_eval_fn, group_train_step
+from aejax.training.parallel import whole
 from aejax.training.state import TrainState, variables
 
 
@@ -133,8 +135,8 @@ class Members:
         once by one compiled program, kept for the next call with the same ``state`` (a checkpoint
         saves each model's in turn; the results read each model's twice)."""
         if self._owned.get("state") is not state:
-            if "fn" not in self._owned:
-                self._owned["fn"] = jax.jit(lambda state: [self._cut_own(state, i) for i in range(len(self.seeds))])
+            if "fn" not in self._owned:  # on one device, also when the group's models are spread over several
+                self._owned["fn"] = whole(lambda state: [self._cut_own(state, i) for i in range(len(self.seeds))], state)
             self._owned.update(state=state, out=self._owned["fn"](state))
         return self._owned["out"][i]
 
@@ -202,7 +204,7 @@ class GroupSnapshots:
 
         sizes = [[i for i, d in enumerate(members.latent_dims) if d == k] for k in dict.fromkeys(members.latent_dims)]
         # every code size's parameters cut by one compiled program (not one per size, nor eager slices)
-        self._narrow = jax.jit(lambda params: [members.narrow_params(params, idx) for idx in sizes])
+        self._narrow = whole(lambda params: [members.narrow_params(params, idx) for idx in sizes], params)
         self.parts = [(idx, Snapshots([recorders[i] for i in idx], members.graphdef(idx[0]), narrow, recon, batched=True))
                       for idx, narrow in zip(sizes, self._narrow(params))]
 

@@ -35,7 +35,7 @@ from aejax.training.checkpoint import Checkpoints
 from aejax.training.epoch import epoch_key, make_eval_fn, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
 from aejax.training.host import FitResult, SeedRun, host_segment, restore, result
-from aejax.training.parallel import ONE_DEVICE, layout
+from aejax.training.parallel import ONE_DEVICE, Models, layout
 from aejax.training.parts import Parts, convolves
 from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
@@ -90,9 +90,15 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
                     Checkpoints(d, trainer.checkpoint_keep) if every else None, batched=batched)
             for i, (s, t, d) in enumerate(zip(seeds, trackers, run_dirs))]
 
-    # devices and processes (see parallel.py); a seed batch runs on one device
-    parallel = ONE_DEVICE if batched else layout(trainer.parallel)
+    # devices and processes (see parallel.py); a seed batch runs on one device, a group may spread its models
+    parallel = ONE_DEVICE if batched and not members else layout(trainer.parallel, n)
     state = parallel.place(state)
+    if members:  # each model's keys go where the model goes
+        order_key, eval_key = parallel.place((order_key, eval_key))
+    if isinstance(parallel, Models):
+        log.info("the group's %d models are spread over %d devices, %d on each%s", n, parallel.size,
+                 parallel.padded // parallel.size,
+                 f" (padded with {parallel.padded - n} copy/copies of the last model, discarded)" if parallel.padded > n else "")
     test_chunks, test_weights = parallel.test_split(data.x_test, trainer.eval_batch_size)
     train_step = parallel.step(members.train_step(graphdef, objective, tx) if members  # each model's own objective
                                else make_train_step(graphdef, objective, tx, axis_name=parallel.axis_name))
@@ -129,6 +135,8 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         damaged = [at for run in runs if run.snapshots for at in run.snapshots.damaged()]
         step, state = restore(runs, state, own, before=min(damaged) if damaged else None,
                               stack=members.stack if members else None)
+        if members:  # a group's states come back from their checkpoints on one device; a run's where it was
+            state = parallel.place(state)
         for run in runs:
             run.tracker.rewind(step)
             if run.snapshots:
@@ -228,6 +236,8 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         shared["resumed_from_step"] = first
     if members:
         shared["batched_group"] = n  # models trained together (aejax_batched); examples_per_s is per model
+        if isinstance(parallel, Models):  # spread over `devices`, this many on each (with the padding's copies)
+            shared["models_per_device"] = parallel.padded // parallel.size
     elif batched:
         shared["seed_batch"] = n  # models trained together; examples_per_s is per model
     return [result(run, members.graphdef(i) if members else graphdef, own(state, i),

@@ -7,6 +7,9 @@
   (``step.py`` says why that is the gradient of the global batch mean). Between segments (an
   epoch, or up to a checkpoint) the loop holds the first copy, as with one device: evaluation,
   snapshots and checkpoints see one device's state, and each segment copies it out again.
+- a batched sweep's group (``aejax.batching``) under ``sharded`` spreads its models instead
+  (``Models``): the stacked state's leading axis is split on a ``models`` axis, each device
+  trains its own models on whole batches, and no gradient crosses devices.
 - ``auto`` picks ``sharded`` when there is more than one accelerator, or several processes;
   virtual CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=8``) are a testing
   device, used only when asked for.
@@ -33,6 +36,7 @@ from aejax.training.epoch import pad_to_chunks
 
 CHOICES = ("auto", "none", "sharded", "pmap")
 AXIS = "data"
+MODELS = "models"
 
 
 def data_mesh(parallel: str) -> Optional[Mesh]:
@@ -88,11 +92,23 @@ def first_replica(tree):
     return jax.tree.map(lambda a: a.addressable_data(0), tree)
 
 
+def whole(fn, like):
+    """``fn`` compiled so that its results are whole on one device when ``like``'s arrays are
+    spread over a mesh (``Models``): replicated over it, then the first device's copy; else plain
+    ``jax.jit``. What cuts each model's own state out of a spread group (checkpoints, snapshots,
+    evaluation) uses it, so that host-side work sees one device's arrays, as in a separate run."""
+    sharding = jax.tree.leaves(like)[0].sharding
+    if not isinstance(sharding, NamedSharding) or sharding.is_fully_replicated:
+        return jax.jit(fn)
+    compiled = jax.jit(fn, out_shardings=NamedSharding(sharding.mesh, P()))
+    return lambda *args: first_replica(compiled(*args))
+
+
 class Layout:
     """One device: ``trainer.parallel=none``, or ``auto`` with one accelerator."""
 
     name = "none"
-    size = 1  # devices a global batch is split over
+    size = 1  # devices a global batch is split over (Models: the devices its models are spread over)
     axis_name: Optional[str] = None  # the train step's device axis (pmap)
     columns: Optional[Callable] = None  # pmap: a device's columns of the epoch's [steps, batch] order
 
@@ -204,11 +220,57 @@ class Replicas(Layout):
         return jax.tree.map(lambda a: a.addressable_data(0)[0], tree)  # the replicas are equal
 
 
+class Models(Layout):
+    """A batched sweep's group of ``n`` models under ``sharded``: the stacked state (and every
+    array with a leading models axis: the keys) split on a ``models`` mesh axis, the training and
+    test splits replicated, so each device trains and validates its own models on whole batches;
+    the per-step metrics come back ``[models, steps]`` as on one device.
+
+    ``per = ceil(n / d)`` models on each of the fewest of the ``d`` devices that hold them all
+    (``ceil(n / per)``); where those do not divide ``n`` evenly, the last device's missing models
+    are copies of the last model (trained, never read), fewer than ``per`` of them: 12 models on 8
+    devices use 6 devices, 2 each; 9 use 5, with one copy; 3 on 2 use 2, with one copy. No
+    device holds more models than the least possible, and no device holds copies alone."""
+
+    name = "sharded"
+
+    def __init__(self, n: int, devices: list):
+        per = -(-n // len(devices))
+        self.size = -(-n // per)  # devices used
+        self.models, self.padded = n, per * self.size
+        self.mesh = Mesh(np.array(devices[:self.size]), (MODELS,))
+        self.sharding = NamedSharding(self.mesh, P(MODELS))
+
+        def pad(a):
+            return a if a.shape[0] == self.padded else jnp.concatenate([a, *[a[-1:]] * (self.padded - a.shape[0])])
+
+        self._spread = jax.jit(lambda tree: jax.tree.map(pad, tree), out_shardings=self.sharding)
+
+    def place(self, tree):
+        """The ``n`` models' arrays padded to ``padded`` and split over the devices (from wherever they
+        are: a fresh group's, or each model's restored from its checkpoints onto one device)."""
+        return self._spread(replicate(tree, self.mesh))
+
+    def test_split(self, x, chunk):
+        return replicate(pad_to_chunks(x, chunk), self.mesh)
+
+    def hold(self, x):
+        return replicate(x, self.mesh)
+
+    def compile(self, fn, in_axes: tuple):
+        # the state and the metrics (both with the models axis first) stay split as the state came in
+        return jax.jit(fn, donate_argnums=0, out_shardings=(self.sharding, self.sharding))
+
+
 ONE_DEVICE = Layout()
 
 
-def layout(parallel: str) -> Layout:
-    """The layout for ``trainer.parallel`` on this machine (cheap: nothing is compiled)."""
+def layout(parallel: str, models: int = 1) -> Layout:
+    """The layout for ``trainer.parallel`` on this machine (cheap: nothing is compiled); ``models``:
+    the size of a batched sweep's group, spread over the mesh's devices (``Models``)."""
+    if models > 1:
+        mesh = data_mesh(parallel)
+        return ONE_DEVICE if mesh is None else Models(models, list(mesh.devices.flat))
     if parallel == "pmap":
         devices = jax.local_devices()
         return Replicas(devices) if len(devices) > 1 else ONE_DEVICE
