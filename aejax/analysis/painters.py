@@ -32,7 +32,10 @@ def processes() -> int:
     process may use; 1 where forking is not safe to rely on (not Linux)."""
     setting = os.environ.get(ENV, "").strip()
     if setting:
-        return max(1, int(setting))
+        try:
+            return max(1, int(setting))
+        except ValueError:  # figures are drawn either way: a bad setting costs no run
+            log.warning("%s=%r is not a number of processes; using the default", ENV, setting)
     if not sys.platform.startswith("linux"):
         return 1
     return len(os.sched_getaffinity(0))

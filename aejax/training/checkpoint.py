@@ -23,6 +23,7 @@ import errno
 import hashlib
 import json
 import logging
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
@@ -127,12 +128,23 @@ class Checkpoints:
         except Exception as e:  # OSError, or tensorstore's ValueError carrying the OS error
             import shutil
 
-            for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):  # free what it took at once
-                shutil.rmtree(partial, ignore_errors=True)
-            kept = [s for s in self.steps() if s != step]
+            # join orbax's background threads first (not while the interpreter shuts down): one still
+            # writing when the partial files are removed makes its folder again
+            self.close()
+            # free what it took at once; a write of tensorstore's own threads can still land after close
+            # (seen on a full tmpfs): removed until the folder stays gone
+            quiet = 0
+            for _ in range(50):
+                partials = list(self.directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+                for partial in partials:
+                    shutil.rmtree(partial, ignore_errors=True)
+                quiet = 0 if partials else quiet + 1
+                if quiet == 3:
+                    break
+                time.sleep(0.02)
+            kept = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and int(p.name) != step)
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             full = getattr(e, "errno", None) == errno.ENOSPC or "os_error_code='28'" in str(e) or "No space left" in str(e)
-            self.close()  # join orbax's background threads now, not while the interpreter shuts down
             raise CheckpointError(
                 f"could not write the checkpoint of step {step} to {self.directory} "
                 f"({'the disk is full: ' if full else ''}{text}); "
