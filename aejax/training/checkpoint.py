@@ -142,7 +142,10 @@ class Checkpoints:
                 if quiet == 3:
                     break
                 time.sleep(0.02)
-            kept = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and int(p.name) != step)
+            try:
+                kept = sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and int(p.name) != step)
+            except OSError:  # no folder to read (it is a file, or gone)
+                kept = []
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             full = getattr(e, "errno", None) == errno.ENOSPC or "os_error_code='28'" in str(e) or "No space left" in str(e)
             raise CheckpointError(
