@@ -288,9 +288,3 @@ class Evolution:
         PILImage.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(path, compress_level=1)
         return path
 
-
-def evolution(path: Path, frames: Sequence[tuple[np.ndarray, np.ndarray, str]], labels: Optional[np.ndarray],
-              class_names: Sequence[str], limits: np.ndarray, axis_names=("z₁", "z₂")) -> Path:
-    """``Evolution`` drawn once: ``frames`` holds ``(points, grads, title)`` per panel; ``labels``
-    None: one colour, no legend."""
-    return Evolution(len(frames), labels, class_names, len(frames[0][0]), axis_names).draw(path, frames, limits)
