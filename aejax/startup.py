@@ -53,9 +53,13 @@ def config_dir() -> str:
     raise RuntimeError(f"aejax's configs were not found next to {here}; reinstall the package")
 
 
+def cache_root() -> Path:
+    """aejax's own caches: ``$XDG_CACHE_HOME/aejax`` (``~/.cache/aejax``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aejax"
+
+
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "aejax" / "jax"
+    return cache_root() / "jax"
 
 
 def setup_compile_cache() -> Optional[str]:

@@ -86,7 +86,9 @@ def cached_split(test_size: float, split_seed: int, cache: Path) -> tuple[tuple[
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aejax" / "digits"
+    from aejax.startup import cache_root
+
+    return cache_root() / "digits"
 
 
 @DATASETS.register("digits", DigitsConfig)
