@@ -75,6 +75,10 @@ def test_which_objective_values_ride_per_model():
     assert objective_keys(patch) == []
     assert signature(patch) != signature(compose_config("variant=denoising", "variant.corruption.kind=patch",
                                               "variant.corruption.rate=0.5"))
+    # l1's mean is over each model's own units (test_batched_padding): sparse jobs of different sizes group
+    sparse = compose_config("variant=sparse", "model.latent_dim=2")
+    assert signature(sparse) == signature(compose_config("variant=sparse", "model.latent_dim=8",
+                                                "variant.terms.l1.weight=0.1"))
     # a term of one's own may read its weight in Python: its weight is the program's
     own = OmegaConf.create({"variant": {"terms": {"mine": {"_target_": "m.f", "weight": 1.0}}, "corruption": None}})
     assert objective_keys(own) == []

@@ -34,9 +34,8 @@ log = logging.getLogger(__name__)
 OPTIMIZER_VALUES = ("lr", "final_lr_fraction", "grad_clip", "b1", "b2", "eps", "weight_decay")
 # terms that a zero-padded code leaves unchanged: they sum over the code's units or do not read it,
 # and the KL of a Gaussian head leaves the padded units out (the objective's code_size, which also
-# gives each model its own noise on its own units: aejax.batching.objective); l1 is a mean over the
-# units (it would change with the padding)
-PAD_TERMS = frozenset({"contractive", "kl_sparsity", "kl"})
+# gives each model its own noise on its own units: aejax.batching.objective), as l1's mean does
+PAD_TERMS = frozenset({"contractive", "kl_sparsity", "kl", "l1"})
 OWN_KEYS = ("seed", "logger", "trainer.resume", "trainer.overwrite", "trainer.progress")
 
 

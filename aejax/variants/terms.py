@@ -60,6 +60,9 @@ class L1Config:
 
 @TERMS.register("l1", L1Config)
 def l1(f: Forward, cfg: DictConfig, rng: jax.Array, training: bool) -> jax.Array:
+    if f.code_size is not None:  # a padded code: the mean over the model's own units, and none of |z|'s
+        own = jnp.arange(f.mean.shape[-1]) < f.code_size  # gradient at 0 (JAX's is 1) on the padded ones
+        return jnp.sum(jnp.where(own, jnp.abs(f.mean), 0.0), axis=-1) / f.code_size
     return jnp.mean(jnp.abs(f.mean), axis=-1)
 
 
