@@ -1,6 +1,7 @@
 """Figures drawn by a painter that drew another run's figure first (the runs of one program share
 their painters) are pixel for pixel those a fresh painter draws: nothing of the first run's
 points, colours, limits or titles is left in the second's."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,104 @@ def test_figures_a_failed_process_owed_are_drawn_again_here_and_logged_in_order(
     assert "a figure process failed" in caplog.text
     painters.draw()  # nothing owed: nothing logged again
     assert len(logged) == 5
+
+    # in the background (start): every share in a child, one core fewer (2 children); this process goes on
+    for i in range(5):
+        (tmp_path / f"{i}.txt").unlink()
+        painters.submit(paint(i), lambda spent, i=i: logged.append((i, (tmp_path / f"{i}.txt").is_file(), spent)),
+                        deferred=True)
+    painters.start()
+    assert len(logged) == 5  # nothing logged before join
+    with caplog.at_level("WARNING"):
+        painters.join()
+    assert [(i, there) for i, there, _ in logged[5:]] == [(i, True) for i in range(5)]
+    by = {i: (tmp_path / f"{i}.txt").read_text().split(" by ")[1] for i in range(5)}
+    assert by == {0: "child", 1: "parent", 2: "child", 3: "parent", 4: "child"}  # 1::2 failed and was redrawn here
+    # a run that did not reserve its place: drawn at once, here and in children, as draw does
+    painters.submit(paint(0), lambda spent: logged.append((0, True, spent)))
+    painters.submit(paint(2), lambda spent: logged.append((2, True, spent)), deferred=True)
+    painters.start()
+    assert len(logged) == 12
+
+
+def test_a_seed_batchs_figures_drawn_in_the_background_reach_wandb_at_their_steps(tmp_path, monkeypatch):
+    """With a figure process per core but one (AEJAX_FIGURE_PROCESSES=2), the first snapshot's figures
+    are drawn while the batch trains on and the last ones while it finishes: W&B gets every row,
+    table and image at the step it gets them drawing in process (=1), none dropped as out of order."""
+    import wandb
+    from conftest import compose_config
+
+    from aejax.experiment import run
+    from aejax.tracking.wandb_file import read_run
+
+    for var in ("WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    small = ("encoder.hidden=[16]", "decoder.hidden=[16]", "trainer.epochs=3", "trainer.num_seeds=2",
+             "snapshot.every=1", "snapshot.probe_size=40", "snapshot.grid=4", "snapshot.figure_budget=null",
+             "eval.enabled=false", "logger.mode=offline", "trainer.progress=off")
+    logged = {}
+    for processes in ("1", "2"):
+        monkeypatch.setenv("AEJAX_FIGURE_PROCESSES", processes)
+        run(compose_config(*small), tmp_path / processes)
+        wandb.teardown()  # flushes the .wandb files
+        for seed in (0, 1):
+            history = read_run(tmp_path / processes / f"seed_{seed}").history
+            logged[processes, seed] = [(row["_step"], sorted(k for k in row if not k.startswith("_"))) for row in history]
+    for seed in (0, 1):
+        assert logged["2", seed] == logged["1", seed]
+        steps = dict(logged["1", seed])
+        assert sorted(steps) == [0, 12, 24, 36]  # 1437 digits / batch 128: 12 steps an epoch
+        for step in steps:  # every snapshot's figures (no budget), the rows, the evolution at the end
+            assert {"latent/scatter", "latent/reconstructions", "latent/manifold", "latent/table"} <= set(steps[step])
+        assert "val/loss" in steps[0] and "train/loss" in steps[12] and "latent/evolution" in steps[36]
+    assert (tmp_path / "2" / "seed_1" / "media" / "latent" / "step_0000000.png").is_file()
+
+
+def test_media_logged_late_keep_their_place_for_the_sinks_that_read_them(tmp_path, caplog):
+    """``Trackers.reserve``: the calls after a reserved place wait for it in the sinks that read media
+    files (W&B), in order; the run directory's sink gets them at once; ``finish`` settles the places,
+    and one never filled is skipped with a warning, the calls behind it delivered."""
+    from aejax.tracking.base import Trackers
+    from aejax.tracking.local import LocalTracker
+
+    class Reader:  # a sink that reads media files when they are logged, as W&B does
+        def __init__(self):
+            self.calls = []
+
+        def log(self, row):
+            self.calls.append(("row", row["step"]))
+
+        def log_media(self, step, media):
+            self.calls.append(("media", step, sorted(media)))
+
+        def summary(self, values):
+            self.calls.append(("summary", sorted(values)))
+
+        def rewind(self, step):
+            pass
+
+        def finish(self, status):
+            self.calls.append(("finish", status))
+
+    reader, local = Reader(), LocalTracker(tmp_path, {})
+    trackers = Trackers([local, reader])
+    trackers.log({"step": 0, "val/loss": 1.0})
+    settle = lambda: second(12, {"late": 1})  # noqa: E731  (what draws the figures still owed: the second place's)
+    first = trackers.reserve(settle)
+    trackers.log({"step": 6, "train/loss": 0.5})
+    second = trackers.reserve(settle)
+    trackers.log({"step": 12, "train/loss": 0.4})
+    assert reader.calls == [("row", 0)]  # held behind the first place
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 6, 12]
+    first(0, {"latent/scatter": 1})
+    assert reader.calls == [("row", 0), ("media", 0, ["latent/scatter"]), ("row", 6)]  # up to the second place
+    trackers.summary({"val/loss": 0.3})
+    trackers.reserve(settle)  # never filled: its drawing failed
+    trackers.log({"step": 18, "train/loss": 0.3})
+    with caplog.at_level("WARNING"):
+        trackers.finish("finished")  # settles the second place (its settle fills it), skips the third
+    assert reader.calls[3:] == [("media", 12, ["late"]), ("row", 12), ("summary", ["val/loss"]), ("row", 18),
+                                ("finish", "finished")]
+    assert "never drawn" in caplog.text
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"

@@ -12,6 +12,13 @@ run directories and leaves with ``os._exit``, never touching JAX, the trackers o
 files. A share whose process fails (its exit status, or no end within ``timeout`` seconds) is drawn
 again here, so no figure is lost; then each run logs its media in submission order, at the steps
 it would have logged them drawing alone. ``AEJAX_FIGURE_PROCESSES=1`` draws everything here.
+
+``start`` draws in the background instead: every share goes to a figure process (one core fewer
+than ``processes()``, leaving the training process its own) and the caller goes on training,
+evaluating and writing files meanwhile; ``join`` waits for them and logs. The figures' media must
+then keep their place among the run's later calls: a run submits with ``deferred=True`` only after
+reserving that place in its tracker (``Trackers.reserve``), and a share with any run that did not is
+drawn at once.
 """
 from __future__ import annotations
 
@@ -47,6 +54,8 @@ class Painters:
         self.runs, self.timeout = runs, timeout
         self._cache: dict[Hashable, object] = {}
         self._owed: list[tuple[Callable[[], None], Callable[[float], None]]] = []
+        self._deferred = True  # every owed run reserved its media's place: they may be drawn in the background
+        self._running: list[tuple[dict[int, list], list, float]] = []  # started: (children, owed, seconds drawn here)
 
     def get(self, key: Hashable, make: Callable[[], object]):
         """The painter for ``key`` (a figure's kind and layout), made by ``make`` the first time."""
@@ -54,19 +63,58 @@ class Painters:
             self._cache[key] = make()
         return self._cache[key]
 
-    def submit(self, paint: Callable[[], None], then: Callable[[float], None]) -> None:
+    def submit(self, paint: Callable[[], None], then: Callable[[float], None], deferred: bool = False) -> None:
         """A run's figures: ``paint`` draws them into its files, ``then(seconds)`` logs them (with
-        the seconds its drawing took). A program of one run draws them now."""
+        the seconds its drawing took). A program of one run draws them now. ``deferred``: the run's
+        media have their place reserved, so ``then`` may come after the run's later calls (``start``)."""
         if self.runs == 1:
             start = time.perf_counter()
             paint()
             then(time.perf_counter() - start)
         else:
             self._owed.append((paint, then))
+            self._deferred = self._deferred and deferred
+
+    def start(self, every_core: bool = False) -> None:
+        """Start drawing the owed figures in figure processes and return; ``join`` logs them. Drawn
+        at once (``draw``) where fewer than two cores may draw or a run did not reserve its place.
+        ``every_core``: a process per core (the caller has little left to do), not one core fewer."""
+        owed, deferred = self._owed, self._deferred
+        if not owed:
+            return
+        workers = min(processes() - (not every_core), len(owed))
+        if processes() == 1:
+            workers = 0
+        if not deferred or workers < 1:
+            self.draw()
+            return
+        self._owed, self._deferred = [], True
+        children, here = {}, []
+        for share in (owed[i::workers] for i in range(workers)):
+            pid = _fork(share)
+            if pid is None:  # could not fork: drawn here
+                here += share
+            else:
+                children[pid] = share
+        start = time.perf_counter()
+        for paint, _ in here:
+            paint()
+        self._running.append((children, owed, time.perf_counter() - start))
+
+    def join(self) -> None:
+        """Wait for the figures ``start`` left drawing (a failed process's share is drawn again here)
+        and log them in submission order, each run charged its share of the processes' CPU time."""
+        running, self._running = self._running, []
+        for children, owed, seconds in running:
+            seconds += _wait(children, self.timeout)
+            for _, then in owed:
+                then(seconds / len(owed))
 
     def draw(self) -> None:
-        """Draw every run's owed figures (in parallel processes where there are several), then log them."""
-        owed, self._owed = self._owed, []
+        """Draw every run's owed figures (in parallel processes where there are several), then log them
+        (after those ``start`` left drawing)."""
+        self.join()
+        owed, self._owed, self._deferred = self._owed, [], True
         if not owed:
             return
         start = time.perf_counter()
@@ -80,10 +128,7 @@ class Painters:
                 children[pid] = share
         for paint, _ in shares[0]:
             paint()
-        for share in _wait(children, self.timeout):
-            log.warning("a figure process failed; its %d runs' figures are drawn again here", len(share))
-            for paint, _ in share:
-                paint()
+        _wait(children, self.timeout)
         spent = (time.perf_counter() - start) / len(owed)
         for _, then in owed:
             then(spent)
@@ -114,20 +159,29 @@ def _fork(share: list) -> int | None:
     return pid
 
 
-def _wait(children: dict[int, list], timeout: float) -> list[list]:
-    """Wait for the children; the shares of those that failed or did not end in ``timeout`` seconds."""
-    failed, deadline = [], time.monotonic() + timeout
+def _wait(children: dict[int, list], timeout: float) -> float:
+    """Wait for the children (those that fail or do not end in ``timeout`` seconds: their shares
+    drawn again here); the CPU seconds the drawing took, theirs and the redrawing's."""
+    seconds, deadline = 0.0, time.monotonic() + timeout
     for pid, share in children.items():
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            failed = False
             if done:
-                if os.waitstatus_to_exitcode(status) != 0:
-                    failed.append(share)
-                break
-            if time.monotonic() > deadline:
+                seconds += usage.ru_utime + usage.ru_stime
+                failed = os.waitstatus_to_exitcode(status) != 0
+            elif time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                failed.append(share)
-                break
-            time.sleep(0.002)
-    return failed
+                failed = True
+            else:
+                time.sleep(0.002)
+                continue
+            if failed:
+                log.warning("a figure process failed; its %d runs' figures are drawn again here", len(share))
+                start = time.process_time()
+                for paint, _ in share:
+                    paint()
+                seconds += time.process_time() - start
+            break
+    return seconds

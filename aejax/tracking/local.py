@@ -16,6 +16,8 @@ class LocalTracker:
     """With ``resume``, the run directory's files are continued: the summary is kept and the
     metrics are appended after ``rewind`` drops the rows past the resumed checkpoint."""
 
+    reads_media = False  # media files are in the run directory already: nothing to wait for (Trackers)
+
     def __init__(self, run_dir: Path, config: dict[str, Any], resume: bool = False):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -153,16 +153,18 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         if run.snapshots:
             run.snapshots.start()
 
-    def flush(which) -> None:
-        """The pending snapshots of runs ``which``: their files, then their figures (drawn together)."""
+    def flush(which, wait: bool = False) -> None:
+        """The pending snapshots of runs ``which``: their files, then their figures (drawn together,
+        in figure processes while this one goes on; ``wait``: all of them drawn, this process
+        drawing its share, and logged on return)."""
         for i in which:
             if runs[i].snapshots:
                 runs[i].snapshots.flush()
         if painters:
-            painters.draw()
+            painters.draw() if wait else painters.start()
 
     def save(at: int) -> None:
-        flush(alive())  # the snapshot files and figures up to this step belong with the checkpoint
+        flush(alive(), wait=True)  # the snapshot files and figures up to this step belong with the checkpoint
         for i in alive():
             config = members.configs[i] if members else parts.config
             run = runs[i]
@@ -206,7 +208,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
             if every and (step % every == 0 or step == total or requested):
                 save(step)
             if requested:
-                flush(range(len(runs)))
+                flush(range(len(runs)), wait=True)
                 where = runs[0].checkpoints.directory if every else None
                 if batched and where is not None:
                     where = where.parent.parent
@@ -216,8 +218,8 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
     for run in runs:
         if run.snapshots:  # the last snapshot, the evolution figure, the explorer page: after training
             run.snapshots.finish(step if run.stopped_at is None else run.stopped_at)
-    if painters:
-        painters.draw()
+    if painters:  # drawn while the runs are evaluated; their trackers wait for them as they finish
+        painters.start(every_core=True)
     for run in runs:
         if run.checkpoints:
             run.checkpoints.close()

@@ -78,6 +78,7 @@ class SnapshotRecorder:
         self.frames: list[tuple[np.ndarray, np.ndarray, str]] = []
         self._pending: Optional[tuple] = None
         self._painters = Painters(1) if painters is None else painters
+        self._drawing = 0  # figure sets submitted and not yet logged
         self._started = time.perf_counter()
         self.figure_steps: list[int] = []  # the snapshots that got figures
         self.host_seconds = 0.0  # time the host spent on snapshots (fetch, files, figures, logging)
@@ -140,7 +141,18 @@ class SnapshotRecorder:
             return False
         if first or last or budget is None:
             return True
+        if self._drawing:  # the last figures are still being drawn (in the background): not these
+            return False
         return self.host_seconds <= budget * (time.perf_counter() - self._started)
+
+    def _place(self) -> tuple[Callable[[int, dict[str, Media]], None], bool]:
+        """Where the media of figures about to be submitted go, and whether they may be drawn in the
+        background: a place reserved in the run's order of calls (``Trackers.reserve``) where the
+        program's runs share painters, else the tracker itself (drawn before the next call)."""
+        reserve = getattr(self.tracker, "reserve", None)
+        if reserve is None or self._painters.runs == 1:
+            return self.tracker.log_media, False
+        return reserve(self._painters.join), True
 
     def flush(self) -> None:
         if self._pending is None:
@@ -168,14 +180,17 @@ class SnapshotRecorder:
         if self._draw_figures(first=len(self.frames) == 1, last=last):
             images, paint = self._figures(arrays, step, epoch)
             self.figure_steps.append(step)
-            self._painters.submit(paint, lambda spent: self._log(step, {**media, **images}, spent))
+            place, deferred = self._place()
+            self._drawing += 1
+            self._painters.submit(paint, lambda spent: self._log(place, step, {**media, **images}, spent), deferred)
         else:
             self.tracker.log_media(step, media)
 
-    def _log(self, step: int, media: dict[str, Media], spent: float) -> None:
-        """Log a snapshot's media once its figures are drawn (``spent`` seconds: the host's time)."""
-        self.tracker.log_media(step, media)
+    def _log(self, place, step: int, media: dict[str, Media], spent: float) -> None:
+        """Log a snapshot's media once its figures are drawn (``spent`` seconds: their drawing's)."""
+        place(step, media)
         self.host_seconds += spent
+        self._drawing -= 1
 
     def _painter(self, kind: str, make):
         """The painter of ``kind`` for this run's layout (built by ``make`` the first time a program needs it)."""
@@ -244,17 +259,19 @@ class SnapshotRecorder:
             paint = lambda: painter.draw(path, frames, limits, colors)  # noqa: E731
             media["latent/evolution"] = Image(path, f"{self.variant}, k={self.latent_dim}: latent space over training")
 
+        place, deferred = self._place()
+
         def then(spent: float) -> None:
             start = time.perf_counter()
             if self.settings.explorer:  # its page shows the figures: after they are drawn
                 from aejax.analysis.explorer import write_explorer
 
                 media["latent/explorer"] = Html(write_explorer(self.run_dir))
-            if media:
-                self.tracker.log_media(step, media)
+            if media or deferred:  # (empty media too fill the reserved place, logging nothing)
+                place(step, media)
             self.host_seconds += spent + time.perf_counter() - start
 
-        self._painters.submit(paint or (lambda: None), then)
+        self._painters.submit(paint or (lambda: None), then, deferred)
 
 
 class Snapshots:
