@@ -142,14 +142,16 @@ def validate(cfg: DictConfig) -> DictConfig:
 
 
 def _check_seed_batch(cfg: DictConfig) -> None:
-    """A seed batch is one program on one device whose models read their own orders of the training
-    split held in memory: the settings that would contradict that are refused."""
+    """A seed batch is one program whose models read their own orders of the training split held in
+    memory (on one device, or spread over the devices with ``sharded``): the settings that would
+    contradict that are refused."""
     t = cfg.trainer
     if t.num_seeds == 1:
         return
-    if t.parallel not in ("auto", "none"):
-        raise ConfigError("trainer.num_seeds", f"a seed batch runs on one device; trainer.parallel={t.parallel} "
-                                               "is not supported with it (use trainer.parallel=auto or none)")
+    if t.parallel == "pmap":
+        raise ConfigError("trainer.num_seeds", "a seed batch spreads its models over the devices in one program "
+                                               "(trainer.parallel=sharded), not a copy of each model per device: "
+                                               "use trainer.parallel=sharded, auto or none")
     if t.feed == "stream":
         raise ConfigError("trainer.num_seeds", "a seed batch needs the training split in device memory "
                                                "(trainer.feed=memory or auto), not trainer.feed=stream")

@@ -180,3 +180,49 @@ def test_a_preempted_sharded_group_resumes_as_if_never_stopped(tmp_path):
         assert rows(sweep / j) == rows(tmp_path / "whole" / j)
         for x, y in zip(final_params(sweep / j), final_params(tmp_path / "whole" / j), strict=True):
             np.testing.assert_array_equal(x, y, err_msg=f"job {j}: final state")
+
+
+def test_a_seed_batch_spread_over_the_devices_equals_it_on_one_and_resumes(tmp_path):
+    """``trainer.num_seeds=3 trainer.parallel=sharded`` on 2 devices (2 models on each, one copy of
+    the last): every seed's rows, summary, snapshots and final state are the one-device batch's; a
+    preempted one resumes to the rows and state, bit for bit, of the same batch never stopped."""
+    import signal
+
+    from interrupted import wait_for_checkpoint
+
+    args = ("trainer.num_seeds=3", "trainer.epochs=40", "trainer.checkpoint_every=12", "trainer.checkpoint_keep=3",
+            "eval.enabled=false", "snapshot.every=10", "snapshot.images=false", "trainer.progress=off",
+            "logger.mode=disabled", "encoder.hidden=[16]", "decoder.hidden=[16]")
+    for name, parallel in (("one", "none"), ("whole", "sharded")):
+        out = _cli(*args, f"trainer.parallel={parallel}", f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, devices=2)
+        assert out.returncode == 0, out.stderr
+    assert "the seed batch's 3 models are spread over 2 devices, 2 on each" in out.stdout + out.stderr
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "aejax", *args, "trainer.parallel=sharded", f"hydra.run.dir={cut}"],
+                            cwd=tmp_path, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_checkpoint(cut / "seed_2", proc, 24)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 75, proc.communicate()
+    stopped = summary(cut / "seed_0")["preempted_at_step"]
+    out = _cli(*args, "trainer.parallel=sharded", f"hydra.run.dir={cut}", "trainer.resume=true", cwd=tmp_path, devices=2)
+    assert out.returncode == 0, out.stderr
+    for seed in range(3):
+        run, one, whole = (tmp_path / name / f"seed_{seed}" for name in ("cut", "one", "whole"))
+        s, t = summary(whole), summary(one)
+        assert (s["devices"], s["models_per_device"], s["seed_batch"]) == (2, 2, 3) and t["devices"] == 1
+        assert s["val/loss"] == pytest.approx(t["val/loss"], rel=1e-5) and s["steps"] == t["steps"] == 480
+        for x, y in zip(rows(whole), rows(one), strict=True):
+            assert x.keys() == y.keys() and x["step"] == y["step"]
+            np.testing.assert_allclose([x[k] for k in sorted(x)], [y[k] for k in sorted(y)], rtol=1e-5, err_msg=str(seed))
+        for x, y in zip(final_params(whole), final_params(one), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=f"seed {seed}: final state")
+        snaps = sorted(p.name for p in (one / "snapshots").glob("step_*.npz"))
+        assert len(snaps) == 5 and sorted(p.name for p in (whole / "snapshots").glob("step_*.npz")) == snaps
+        for name in snaps:
+            with np.load(whole / "snapshots" / name) as a, np.load(one / "snapshots" / name) as b:
+                np.testing.assert_allclose(a["z"], b["z"], rtol=1e-5, atol=1e-6, err_msg=f"seed {seed}: {name}")
+        # preempted and resumed: the batch never stopped, exactly
+        assert summary(run)["resumed_from_step"] == stopped < 480
+        assert rows(run) == rows(whole)
+        for x, y in zip(final_params(run), final_params(whole), strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=f"seed {seed}: resumed state")

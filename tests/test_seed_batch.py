@@ -173,7 +173,7 @@ def test_one_model_of_a_real_seed_batch_diverges_while_the_others_train_on(tmp_p
 
 @pytest.mark.parametrize("override,message", [
     ("trainer.num_seeds=0", "must be > 0"),
-    ("trainer.parallel=sharded", "a seed batch runs on one device"),
+    ("trainer.parallel=pmap", "not a copy of each model per device"),  # (sharded spreads its models: test_batched_sharded)
     ("trainer.feed=stream", "trainer.feed=memory or auto"),
     ("trainer.unroll=on", "trainer.unroll=auto or off"),
 ])

@@ -35,7 +35,7 @@ from aejax.training.checkpoint import Checkpoints
 from aejax.training.epoch import epoch_key, make_eval_fn, steps_per_epoch
 from aejax.training.feed import load_all, plan_feed
 from aejax.training.host import FitResult, SeedRun, host_segment, restore, result
-from aejax.training.parallel import ONE_DEVICE, Models, layout
+from aejax.training.parallel import Models, layout, whole
 from aejax.training.parts import Parts, convolves
 from aejax.training.preemption import Preempted, StopSignals
 from aejax.training.rows import TrainRows
@@ -90,13 +90,18 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
                     Checkpoints(d, trainer.checkpoint_keep) if every else None, batched=batched)
             for i, (s, t, d) in enumerate(zip(seeds, trackers, run_dirs))]
 
-    # devices and processes (see parallel.py); a seed batch runs on one device, a group may spread its models
-    parallel = ONE_DEVICE if batched and not members else layout(trainer.parallel, n)
+    # devices and processes (see parallel.py); a seed batch or a group may spread its models over the devices
+    parallel = layout(trainer.parallel, n)
     state = parallel.place(state)
-    if members:  # each model's keys go where the model goes
+    if batched:  # each model's keys go where the model goes
         order_key, eval_key = parallel.place((order_key, eval_key))
+    models = lambda tree: tree  # noqa: E731  (the seed batch's models, for its snapshots)
+    if isinstance(parallel, Models) and not members:  # a spread seed batch: what the host reads, whole on one device
+        own = whole(lambda tree, i: jax.tree.map(lambda a: a[i], tree), state)
+        models = whole(lambda tree: jax.tree.map(lambda a: a[:n], tree), state)  # less the padding's copies
     if isinstance(parallel, Models):
-        log.info("the group's %d models are spread over %d devices, %d on each%s", n, parallel.size,
+        log.info("the %s's %d models are spread over %d devices, %d on each%s",
+                 "group" if members else "seed batch", n, parallel.size,
                  parallel.padded // parallel.size,
                  f" (padded with {parallel.padded - n} copy/copies of the last model, discarded)" if parallel.padded > n else "")
     test_chunks, test_weights = parallel.test_split(data.x_test, trainer.eval_batch_size)
@@ -120,7 +125,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
                                              vae=getattr(model, "head", None) == "gaussian", painters=painters)
         recon = getattr(objective, "recon", "mse")
         snapshots = (members.snapshots([run.snapshots for run in runs], state.params, recon) if members
-                     else Snapshots([run.snapshots for run in runs], graphdef, variables(state), recon, batched))
+                     else Snapshots([run.snapshots for run in runs], graphdef, models(variables(state)), recon, batched))
     compile_s = time.perf_counter() - start
 
     def validation(params) -> list[dict[str, float]]:
@@ -135,7 +140,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         damaged = [at for run in runs if run.snapshots for at in run.snapshots.damaged()]
         step, state = restore(runs, state, own, before=min(damaged) if damaged else None,
                               stack=members.stack if members else None)
-        if members:  # a group's states come back from their checkpoints on one device; a run's where it was
+        if batched:  # a program's models come back from their checkpoints on one device; a run's where it was
             state = parallel.place(state)
         for run in runs:
             run.tracker.rewind(step)
@@ -148,7 +153,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
             run.host["val"], run.host["best"] = val, val["val/loss"]
             run.tracker.log({"step": 0, "epoch": 0, **val})
         if snapshots:
-            snapshots.take(variables(state), 0, 0)
+            snapshots.take(models(variables(state)), 0, 0)
     for run in runs:
         if run.snapshots:
             run.snapshots.start()
@@ -194,7 +199,7 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
             step = end
             if end % steps == 0:
                 if snapshots and runs[0].snapshots.due(epoch, trainer.epochs) and alive():
-                    snapshots.take(variables(state), end, epoch, last=epoch == trainer.epochs, runs=alive())
+                    snapshots.take(models(variables(state)), end, epoch, last=epoch == trainer.epochs, runs=alive())
                 host = runs[(alive() or [0])[0]].host
                 val_loss = host["val"].get("val/loss", math.nan)
                 bar.set_postfix({"train/loss": f"{host['train_loss']:.4g}", "val/loss": f"{val_loss:.4g}"}, refresh=False)
@@ -238,10 +243,10 @@ def fit_seeds(parts: Parts, data: Dataset, trackers: list[Tracker], run_dirs: li
         shared["resumed_from_step"] = first
     if members:
         shared["batched_group"] = n  # models trained together (aejax_batched); examples_per_s is per model
-        if isinstance(parallel, Models):  # spread over `devices`, this many on each (with the padding's copies)
-            shared["models_per_device"] = parallel.padded // parallel.size
     elif batched:
         shared["seed_batch"] = n  # models trained together; examples_per_s is per model
+    if isinstance(parallel, Models):  # spread over `devices`, this many on each (with the padding's copies)
+        shared["models_per_device"] = parallel.padded // parallel.size
     return [result(run, members.graphdef(i) if members else graphdef, own(state, i),
                    {"num_params": count_params(own(state, i).params), **shared}, step) for i, run in enumerate(runs)]
 
