@@ -11,6 +11,10 @@ end-of-run evaluation off; figures from its summary):
 - ``torch``: their PyTorch twins (same layers, Adam 1e-3, MSE, data on the device, one
   ``randperm`` per epoch) when ``import torch`` works; torch is never installed by aejax;
 - ``seeds``: the bowtie at batch 256 as a seed batch of 1, 8 and 64 models (``trainer.num_seeds``);
+- ``group``: the bowtie at batch 256 as one job, then as a batched sweep's group of 64 jobs
+  (``hydra/launcher=aejax_batched``: ``model.latent_dim=2,4,8,16 x optimizer.lr x seed``, padded
+  codes and each model's own learning rate), each through ``aejax-train -m`` in its own process; the
+  table's note gives the group's training time over the one job's (the goal: at most 2x);
 - ``precision``: bfloat16 against float32 (``model.dtype``), both models at batch 1024;
 - ``sharded``: both models at batch 1024 with ``trainer.parallel=sharded`` against ``none``,
   when there are several devices.
@@ -50,9 +54,9 @@ def sizes(smoke: bool) -> dict[str, Any]:
     """What each case runs: the full report's sizes, or tiny ones for a CPU smoke run."""
     if smoke:
         return {"train": 256, "test": 64, "side": 8, "epochs": 1, "batches": (16, 32), "big": 32, "seeds": (1, 2),
-                "seed_batch": 16}
+                "seed_batch": 16, "group": ("2,3", "1e-3", "0")}
     return {"train": None, "test": None, "side": 28, "epochs": 5, "batches": (256, 1024), "big": 1024,
-            "seeds": (1, 8, 64), "seed_batch": 256}
+            "seeds": (1, 8, 64), "seed_batch": 256, "group": ("2,4,8,16", "1e-3,2e-3,3e-3,5e-3", "0,1,2,3")}
 
 
 def load_data(data_dir: Optional[str], size: dict[str, Any]):
@@ -101,6 +105,37 @@ def run_aejax(case: str, model: str, batch: int, data, out: Path, epochs: int, s
             "val_loss": float(result.summary["val/loss"]) if not result.seeds else
             float(np.mean([r.summary["val/loss"] for r in result.seeds])),
             "wall_s": round(time.perf_counter() - start, 2), "overrides": overrides}
+
+
+def run_group(data, out: Path, batch: int, epochs: int, grid: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """One job, then the grid ``(latent dims, learning rates, seeds)`` as one batched group, each as
+    ``aejax-train -m`` in its own process on the data written to an array file: a row each, from
+    their jobs' summaries (a group's jobs share its training time)."""
+    import subprocess
+
+    path = out / "group_data.npz"
+    np.savez(path, x_train=data.x_train, x_test=data.x_test)
+    common = [o for o in COMMON if not o.startswith("model.latent_dim")]
+    rows = []
+    for name, (dims, lrs, seeds) in (("one", tuple(v.split(",")[0] for v in grid)), ("group", grid)):
+        where = out / "runs" / f"group-{name}"
+        command = [sys.executable, "-m", "aejax", "-m", "hydra/launcher=aejax_batched", "dataset=array",
+                   f"dataset.path={path.absolute()}", *common, *MODELS["bowtie"], f"trainer.batch_size={batch}",
+                   f"trainer.epochs={epochs}", f"model.latent_dim={dims}", f"optimizer.lr={lrs}", f"seed={seeds}",
+                   f"hydra.sweep.dir={where.absolute()}"]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the {name} sweep failed:\n{done.stderr[-3000:]}")
+        jobs = [json.loads(p.read_text()) for p in sorted(where.glob("*/summary.json"))]
+        s, n = jobs[0], len(jobs)
+        rows.append({"case": "group", "framework": "aejax", "model": "bowtie", "batch": batch, "seeds": n,
+                     "dtype": "float32", "parallel": "none", "epochs": int(s["epochs"]), "steps": int(s["steps"]),
+                     "train_s": float(s["train_time_s"]), "compile_s": float(s["compile_time_s"]),
+                     "examples_per_s": float(s["examples_per_s"]), "model_examples_per_s": float(s["examples_per_s"]) * n,
+                     "val_loss": float(np.mean([j["val/loss"] for j in jobs])),
+                     "wall_s": round(time.perf_counter() - start, 2), "overrides": command[3:]})
+    return rows
 
 
 def torch_twin(model: str, batch: int, data, epochs: int) -> dict[str, Any]:
@@ -182,6 +217,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['case']} | {r['framework']} | {r['model']} | {r['batch']} | {r['seeds']} | {r['dtype']} | "
                      f"{r['parallel']} | {r['examples_per_s']:,.0f} | {r['model_examples_per_s']:,.0f} | "
                      f"{r['compile_s']:.2f} | {r['train_s']:.2f} | {r['steps']} | {r['val_loss']:.5f} |")
+    group = {r["seeds"]: r for r in report["rows"] if r["case"] == "group"}
+    if len(group) == 2:
+        one, n = group[min(group)], max(group)
+        lines += ["", f"- a batched group of {n} models trains in {group[n]['train_s'] / one['train_s']:.2f}x the "
+                      f"training time of one of them alone ({group[n]['train_s']:.2f} s against {one['train_s']:.2f} s)"]
     lines += [""] + [f"- skipped: {s}" for s in report["skipped"]]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -226,6 +266,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                 add(torch_twin(model, batch, data, epochs))
     for n in size["seeds"]:
         add(run_aejax("seeds", "bowtie", size["seed_batch"], data, out, epochs, seeds=n))
+    for row in run_group(data, out, size["seed_batch"], epochs, size["group"]):
+        add(row)
     for model in MODELS:
         add(run_aejax("precision", model, big, data, out, epochs, dtype="bfloat16"))
     if jax.device_count() > 1 and big % jax.device_count() == 0:

@@ -28,6 +28,11 @@ def test_smoke_run_writes_a_consistent_table_and_json(tmp_path):
     assert len(cases("speed", "torch")) == (4 if torch_ok else 0)
     assert sorted(r["seeds"] for r in cases("seeds")) == list(size["seeds"]) == [1, 2]
     assert {(r["model"], r["dtype"]) for r in cases("precision")} == {("bowtie", "bfloat16"), ("conv", "bfloat16")}
+    # one job, then a batched group of two (latent_dim 2 and 3, padded), each through aejax-train -m
+    assert [r["seeds"] for r in cases("group")] == [1, 2]
+    one, group = cases("group")
+    ratio = f"trains in {group['train_s'] / one['train_s']:.2f}x the training time of one of them alone"
+    assert ratio in (out / "accelerator_report.md").read_text()
     # tests/conftest.py gives this process (and so the script) 8 virtual CPU devices
     assert {(r["model"], r["parallel"], r["batch"]) for r in cases("sharded")} == {("bowtie", "sharded", 32),
                                                                                    ("conv", "sharded", 32)}
