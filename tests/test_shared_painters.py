@@ -211,3 +211,29 @@ def test_media_logged_late_keep_their_place_for_the_sinks_that_read_them(tmp_pat
                                 ("finish", "finished")]
     assert "never drawn" in caplog.text
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_runs_intermediate_figures_wait_for_its_last_ones_to_be_drawn(tmp_path):
+    """A recorder whose previous figures are still drawing (in the background) skips an intermediate
+    snapshot's figures even within its budget; first and last snapshots are always drawn."""
+    from conftest import compose_config
+
+    from aejax.analysis.painters import Painters
+    from aejax.analysis.snapshot import SnapshotConfig
+    from aejax.data import load_dataset
+    from aejax.tracking.base import Trackers
+    from aejax.tracking.local import LocalTracker
+    from aejax.training.snapshots import SnapshotRecorder
+
+    data = load_dataset(compose_config().dataset)
+    recorder = SnapshotRecorder(SnapshotConfig(probe_size=16, figure_budget=0.5), data, tmp_path,
+                                Trackers([LocalTracker(tmp_path, {})]), seed=0, label="vanilla", latent_dim=2,
+                                vae=False, painters=Painters(runs=2))
+    recorder._started -= 10.0  # ten seconds of training, no snapshot work yet: well within the budget
+    assert recorder._draw_figures(first=False, last=False)
+    recorder._drawing = 1  # a figure set submitted and not yet logged
+    assert not recorder._draw_figures(first=False, last=False)
+    assert recorder._draw_figures(first=True, last=False) and recorder._draw_figures(first=False, last=True)
+    recorder._drawing = 0
+    recorder.host_seconds = 6.0  # over half the training time
+    assert not recorder._draw_figures(first=False, last=False)
