@@ -3,6 +3,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -41,6 +42,15 @@ def uninterrupted(tmp_path_factory) -> Path:
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     return run_dir
+
+
+def _wait_for_wandb(run_dir: Path, proc: subprocess.Popen) -> None:
+    """Until the session's offline W&B file exists (W&B opens in the background while the run
+    trains, so a fast run can pass its first checkpoints before it is open)."""
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")):
+        assert proc.poll() is None and time.monotonic() < deadline, "W&B did not open in time"
+        time.sleep(0.02)
 
 
 def _history_steps(file: Path) -> list[int]:
@@ -90,6 +100,7 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, uninterrupted
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
     wait_for_checkpoint(run_dir, proc, at_least=36)
+    _wait_for_wandb(run_dir, proc)  # the killed session's W&B run exists, so that the resumed one continues it
     proc.kill()  # SIGKILL: no handler runs
     proc.communicate()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
@@ -100,6 +111,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path,
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
     wait_for_checkpoint(run_dir, proc, at_least=24)
+    _wait_for_wandb(run_dir, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_PREEMPTED == 75, err
