@@ -58,19 +58,26 @@ def _pngs(run_dir):
     return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*.png"))}
 
 
-def test_a_seed_batchs_figures_drawn_in_forked_processes_are_those_drawn_in_process(tmp_path, monkeypatch):
-    """Both seeds' figures (first and last snapshots, evolution) file for file, byte for byte."""
+def _each_way(tmp_path, monkeypatch, *overrides):
+    """A small seed batch of 2 with figures at every snapshot, into ``tmp_path/<processes>``: drawn in
+    process (``AEJAX_FIGURE_PROCESSES=1``), then by figure processes (2); yields each way's name once run."""
     from conftest import compose_config
 
     from aejax.experiment import run
 
-    small = ("encoder.hidden=[16]", "decoder.hidden=[16]", "trainer.epochs=2", "trainer.num_seeds=2",
-             "snapshot.every=1", "snapshot.probe_size=40", "snapshot.grid=4", "snapshot.figure_budget=null",
-             "eval.enabled=false", "logger.mode=disabled", "trainer.progress=off")
-    out = {}
+    small = ("encoder.hidden=[16]", "decoder.hidden=[16]", "trainer.num_seeds=2", "snapshot.every=1",
+             "snapshot.probe_size=40", "snapshot.grid=4", "snapshot.figure_budget=null", "eval.enabled=false",
+             "trainer.progress=off", *overrides)
     for processes in ("1", "2"):
         monkeypatch.setenv("AEJAX_FIGURE_PROCESSES", processes)
         run(compose_config(*small), tmp_path / processes)
+        yield processes
+
+
+def test_a_seed_batchs_figures_drawn_in_forked_processes_are_those_drawn_in_process(tmp_path, monkeypatch):
+    """Both seeds' figures (first and last snapshots, evolution) file for file, byte for byte."""
+    out = {}
+    for processes in _each_way(tmp_path, monkeypatch, "trainer.epochs=2", "logger.mode=disabled"):
         out[processes] = {seed: _pngs(tmp_path / processes / f"seed_{seed}") for seed in (0, 1)}
     for seed in (0, 1):
         names = sorted(out["1"][seed])
@@ -135,21 +142,14 @@ def test_a_seed_batchs_figures_drawn_in_the_background_reach_wandb_at_their_step
     are drawn while the batch trains on and the last ones while it finishes: W&B gets every row,
     table and image at the step it gets them drawing in process (=1), none dropped as out of order."""
     import wandb
-    from conftest import compose_config
 
-    from aejax.experiment import run
     from aejax.tracking.wandb_file import read_run
 
     for var in ("WANDB_API_KEY", "WANDB_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    small = ("encoder.hidden=[16]", "decoder.hidden=[16]", "trainer.epochs=3", "trainer.num_seeds=2",
-             "snapshot.every=1", "snapshot.probe_size=40", "snapshot.grid=4", "snapshot.figure_budget=null",
-             "eval.enabled=false", "logger.mode=offline", "trainer.progress=off")
     logged = {}
-    for processes in ("1", "2"):
-        monkeypatch.setenv("AEJAX_FIGURE_PROCESSES", processes)
-        run(compose_config(*small), tmp_path / processes)
+    for processes in _each_way(tmp_path, monkeypatch, "trainer.epochs=3", "logger.mode=offline"):
         wandb.teardown()  # flushes the .wandb files
         for seed in (0, 1):
             history = read_run(tmp_path / processes / f"seed_{seed}").history
