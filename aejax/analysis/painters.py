@@ -82,9 +82,8 @@ class Painters:
         owed, deferred = self._owed, self._deferred
         if not owed:
             return
-        workers = min(processes() - (not every_core), len(owed))
-        if processes() == 1:
-            workers = 0
+        cores = processes()
+        workers = 0 if cores == 1 else min(cores - (not every_core), len(owed))
         if not deferred or workers < 1:
             self.draw()
             return
