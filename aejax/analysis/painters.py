@@ -88,13 +88,7 @@ class Painters:
             self.draw()
             return
         self._owed, self._deferred = [], True
-        children, here = {}, []
-        for share in (owed[i::workers] for i in range(workers)):
-            pid = _fork(share)
-            if pid is None:  # could not fork: drawn here
-                here += share
-            else:
-                children[pid] = share
+        children, here = _spawn([owed[i::workers] for i in range(workers)])
         start = time.perf_counter()
         for paint, _ in here:
             paint()
@@ -117,20 +111,28 @@ class Painters:
         if not owed:
             return
         start = time.perf_counter()
-        shares = [owed[i::min(processes(), len(owed))] for i in range(min(processes(), len(owed)))]
-        children = {}
-        for i, share in enumerate(shares[1:], 1):
-            pid = _fork(share)
-            if pid is None:  # could not fork: drawn here
-                shares[0] = shares[0] + share
-            else:
-                children[pid] = share
-        for paint, _ in shares[0]:
+        workers = min(processes(), len(owed))
+        shares = [owed[i::workers] for i in range(workers)]
+        children, here = _spawn(shares[1:])
+        for paint, _ in shares[0] + here:
             paint()
         _wait(children, self.timeout)
         spent = (time.perf_counter() - start) / len(owed)
         for _, then in owed:
             then(spent)
+
+
+def _spawn(shares: list[list]) -> tuple[dict[int, list], list]:
+    """A figure process for each share: their pids with their shares, and what could not be forked
+    (to be drawn here)."""
+    children, here = {}, []
+    for share in shares:
+        pid = _fork(share)
+        if pid is None:
+            here += share
+        else:
+            children[pid] = share
+    return children, here
 
 
 def _fork(share: list) -> int | None:
